@@ -1,0 +1,62 @@
+"""Compliance reads: the audit trail (with its filters) and its verification."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from compliance.audit_chain import ChainEvent, VerifyResult, verify_chain
+from compliance.models import AuditEvent
+from compliance.services.audit import audit_checkpoints_read
+from rebalance_app.exceptions import PermissionDenied
+from rebalance_app.roles import Role, user_has_role
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.db.models import QuerySet
+
+AUDIT_FORBIDDEN = "Only Compliance and Admin users may read the audit trail."
+
+
+def user_can_read_audit(user: AbstractBaseUser) -> bool:
+    return bool(
+        user.is_authenticated
+        and (user.is_superuser or user_has_role(user, Role.COMPLIANCE) or user_has_role(user, Role.ADMIN))
+    )
+
+
+def audit_event_list(*, user: AbstractBaseUser, filters: dict[str, Any] | None = None) -> QuerySet[AuditEvent]:
+    """Audit events visible to ``user`` (Compliance and Admin only), newest first."""
+    if not user_can_read_audit(user):
+        raise PermissionDenied(AUDIT_FORBIDDEN)
+    from compliance.filters import AuditEventFilter
+
+    qs = AuditEvent.objects.select_related("actor").order_by("-seq")
+    if filters:
+        qs = AuditEventFilter(filters, queryset=qs).qs
+    return qs
+
+
+def audit_object_timeline(*, user: AbstractBaseUser, object_type: str, object_id: str) -> QuerySet[AuditEvent]:
+    """Every event about one object, oldest first."""
+    return (
+        audit_event_list(user=user)
+        .filter(object_type=object_type, object_id=str(object_id))
+        .order_by("seq")
+    )
+
+
+def _chain_events(batch: int = 5000) -> Iterator[ChainEvent]:
+    fields = (
+        "id", "seq", "prev_hash", "hash", "created_at", "actor_id", "actor_label", "action",
+        "object_type", "object_id", "before", "after", "request_id", "ip", "reason",
+    )
+    for row in AuditEvent.objects.order_by("seq").values(*fields).iterator(chunk_size=batch):
+        yield ChainEvent(
+            id=row["id"], seq=row["seq"], prev_hash=row["prev_hash"], hash=row["hash"], fields=row
+        )
+
+
+def audit_chain_verify() -> VerifyResult:
+    """Recompute the whole chain and compare it with the external checkpoints."""
+    return verify_chain(_chain_events(), audit_checkpoints_read())

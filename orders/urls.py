@@ -1,0 +1,6 @@
+"""Pages of the orders app."""
+
+from django.urls import path
+
+app_name = "orders"
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""Project package: settings, URL routing, the Celery app and cross-app plumbing."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)
