@@ -135,6 +135,9 @@ class ComplianceResult(models.Model):
     class Meta:
         ordering = ["-checked_at"]
 
+    def __str__(self) -> str:
+        return f"{self.rule_id} {'pass' if self.passed else 'FAIL'}: {self.message}"
+
 
 class Override(models.Model):
     """A compliance officer's written override of a hard failure."""
@@ -147,6 +150,9 @@ class Override(models.Model):
     )
     justification = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"override of result {self.result_id} by {self.overridden_by_id}"
 
 
 class AuditEvent(models.Model):

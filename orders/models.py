@@ -113,10 +113,11 @@ class Order(models.Model):
         ordering = ["basket", "account", "security"]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_pos"),
-            models.CheckConstraint(
-                condition=Q(filled_quantity__gte=0), name="order_filled_nonneg"
-            ),
+            models.CheckConstraint(condition=Q(filled_quantity__gte=0), name="order_filled_nonneg"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.security_id} ({self.account_id})"
 
 
 class OrderLot(models.Model):
@@ -133,6 +134,9 @@ class OrderLot(models.Model):
             models.CheckConstraint(condition=Q(quantity__gt=0), name="orderlot_quantity_pos")
         ]
 
+    def __str__(self) -> str:
+        return f"order {self.order_id} lot {self.lot_id} x {self.quantity}"
+
 
 class BlockOrder(models.Model):
     """Orders for the same security and side across accounts, aggregated for routing."""
@@ -145,6 +149,9 @@ class BlockOrder(models.Model):
     allocation_statement = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    def __str__(self) -> str:
+        return f"block {self.pk} {self.side} {self.quantity} {self.security_id}"
+
 
 class BlockAllocation(models.Model):
     """How much of a block belongs to one account's order."""
@@ -153,6 +160,9 @@ class BlockAllocation(models.Model):
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="allocations")
     quantity = models.DecimalField(**QTY)
     filled_quantity = models.DecimalField(**QTY, default=Decimal("0"))
+
+    def __str__(self) -> str:
+        return f"block {self.block_id} -> order {self.order_id} x {self.quantity}"
 
 
 class Destination(models.TextChoices):
@@ -167,6 +177,9 @@ class Route(WorkItem):
     destination = models.CharField(max_length=20, choices=Destination.choices)
     cl_ord_id = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.destination} {self.cl_ord_id} ({self.status})"
 
 
 class Execution(models.Model):
@@ -183,3 +196,6 @@ class Execution(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["route", "exec_id"], name="execution_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.exec_id}: {self.quantity} @ {self.price}"

@@ -73,10 +73,11 @@ class Security(models.Model):
         ordering = ["ticker"]
         verbose_name_plural = "securities"
         constraints = [
-            models.CheckConstraint(condition=Q(round_lot__gte=1), name="security_round_lot_positive"),
             models.CheckConstraint(
-                condition=Q(esg_score__isnull=True)
-                | (Q(esg_score__gte=0) & Q(esg_score__lte=100)),
+                condition=Q(round_lot__gte=1), name="security_round_lot_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(esg_score__isnull=True) | (Q(esg_score__gte=0) & Q(esg_score__lte=100)),
                 name="security_esg_score_0_100",
             ),
         ]
@@ -395,6 +396,9 @@ class DriftPosition(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["snapshot", "security"], name="drift_position_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.security_id} w={self.weight:.4f} d={self.drift:+.4f}"
 
 
 class ImportKind(models.TextChoices):

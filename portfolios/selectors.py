@@ -33,7 +33,9 @@ ACCOUNT_NOT_FOUND = "Account {id} not found."
 HOUSEHOLD_NOT_FOUND = "Household {id} not found."
 
 
-def households_visible_to(user: AbstractBaseUser, *, perm: str = "view_household") -> QuerySet[Household]:
+def households_visible_to(
+    user: AbstractBaseUser, *, perm: str = "view_household"
+) -> QuerySet[Household]:
     if not user.is_authenticated:
         return Household.objects.none()
     return get_objects_for_user(
@@ -45,7 +47,9 @@ def households_visible_to(user: AbstractBaseUser, *, perm: str = "view_household
     )
 
 
-def accounts_visible_to(user: AbstractBaseUser, *, perm: str = "view_household") -> QuerySet[Account]:
+def accounts_visible_to(
+    user: AbstractBaseUser, *, perm: str = "view_household"
+) -> QuerySet[Account]:
     """Accounts whose household ``user`` may see (or change, with ``perm="change_household"``)."""
     if not user.is_authenticated:
         return Account.objects.none()
@@ -75,7 +79,9 @@ def account_get(*, user: AbstractBaseUser, pk: Any) -> Account:
 
 def latest_price_subquery(security_ref: str = "pk") -> Subquery:
     return Subquery(
-        Price.objects.filter(security=OuterRef(security_ref)).order_by("-as_of").values("price")[:1],
+        Price.objects.filter(security=OuterRef(security_ref))
+        .order_by("-as_of")
+        .values("price")[:1],
         output_field=DecimalField(max_digits=18, decimal_places=6),
     )
 
@@ -92,7 +98,9 @@ def latest_prices(*, security_ids: list[int] | None = None) -> dict[int, tuple[D
     return {pk: (p, d) for pk, p, d in rows if p is not None}
 
 
-def account_list(*, user: AbstractBaseUser, search: str = "", team: str = "", model: str = "") -> QuerySet[Account]:
+def account_list(
+    *, user: AbstractBaseUser, search: str = "", team: str = "", model: str = ""
+) -> QuerySet[Account]:
     """Visible accounts with their household, team and model, for lists (constant queries)."""
     qs = accounts_visible_to(user).select_related("household", "household__team", "model")
     if search:
@@ -144,7 +152,10 @@ def account_holdings(*, account: Account) -> AccountHoldings:
         .values("security_id", "security__ticker", "security__name", "security__sector")
         .annotate(
             qty=Sum("quantity"),
-            cost=Sum(F("quantity") * F("cost_basis"), output_field=DecimalField(max_digits=30, decimal_places=6)),
+            cost=Sum(
+                F("quantity") * F("cost_basis"),
+                output_field=DecimalField(max_digits=30, decimal_places=6),
+            ),
             price=latest_price_subquery("security_id"),
             price_date=Subquery(
                 Price.objects.filter(security=OuterRef("security_id"))
@@ -190,11 +201,24 @@ def account_holdings(*, account: Account) -> AccountHoldings:
     held = {h.security_id for h in holdings}
     # Model securities not held: weight 0 against their target.
     if targets:
-        for sec in Security.objects.filter(pk__in=[s for s in targets if s not in held]):
-            holdings.append(
-                Holding(sec.pk, sec.ticker, sec.name, sec.sector, Decimal("0"), Decimal("0"),
-                        None, None, Decimal("0"), 0.0, targets[sec.pk], None)
+        unheld = Security.objects.filter(pk__in=[s for s in targets if s not in held])
+        holdings.extend(
+            Holding(
+                sec.pk,
+                sec.ticker,
+                sec.name,
+                sec.sector,
+                Decimal("0"),
+                Decimal("0"),
+                None,
+                None,
+                Decimal("0"),
+                0.0,
+                targets[sec.pk],
+                None,
             )
+            for sec in unheld
+        )
     return AccountHoldings(
         holdings=holdings,
         cash=account.cash_balance,
@@ -214,6 +238,8 @@ def account_lots(*, account: Account) -> QuerySet[TaxLot]:
 
 
 def account_transactions(*, account: Account) -> QuerySet[Transaction]:
-    return Transaction.objects.filter(account=account).select_related("security").order_by(
-        "-trade_date", "-id"
+    return (
+        Transaction.objects.filter(account=account)
+        .select_related("security")
+        .order_by("-trade_date", "-id")
     )

@@ -14,9 +14,11 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from rebalance_app.env import StrictEnv
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = StrictEnv()  # a malformed value raises ImproperlyConfigured naming the variable
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # ---------------------------------------------------------------------------
@@ -31,7 +33,7 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Set SECRET_KEY (50+ random characters) or DEBUG=1 for "
             "local development."
         )
-    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production-0123456789"
+    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production-0123456789"  # noqa: S105 - DEBUG only
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -103,7 +105,9 @@ TEMPLATES = [
 # Database
 # ---------------------------------------------------------------------------
 # Embedded default: a SQLite file under var/. DATABASE_URL switches to PostgreSQL.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take SQLite's write lock at BEGIN, so the web server and the
     # worker queue for it instead of failing with "database is locked" mid-transaction.
@@ -142,6 +146,9 @@ AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+# Lockout is per username on purpose: rotating user agents or cookies (axes.W006's worry) does
+# not get around it, and an IP lockout would lock out a whole office behind one NAT address.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
 # ---------------------------------------------------------------------------
 # Internationalisation
@@ -288,7 +295,7 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_JSON = env.bool("LOG_JSON", default=not DEBUG)
 
-from rebalance_app.logging import configure_structlog  # noqa: E402
+from rebalance_app.logging import configure_structlog
 
 LOGGING = configure_structlog(json=LOG_JSON, level=LOG_LEVEL)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
@@ -296,5 +303,5 @@ DJANGO_STRUCTLOG_CELERY_ENABLED = True
 # ---------------------------------------------------------------------------
 # Application
 # ---------------------------------------------------------------------------
-DEMO_PASSWORD_DEFAULT = "rebalance-demo-2026"
+DEMO_PASSWORD_DEFAULT = "rebalance-demo-2026"  # noqa: S105 - documented demo default
 STALE_PRICE_TRADING_DAYS = env.int("STALE_PRICE_TRADING_DAYS", default=3)

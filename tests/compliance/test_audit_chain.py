@@ -82,8 +82,13 @@ def test_verify_chain_accepts_an_intact_chain_and_counts_it():
 def test_verify_chain_names_an_altered_event():
     events = _chain(5)
     altered = events[2]
-    events[2] = ChainEvent(altered.id, altered.seq, altered.prev_hash, altered.hash,
-                           {**altered.fields, "after": {"cash": "9.00"}})
+    events[2] = ChainEvent(
+        altered.id,
+        altered.seq,
+        altered.prev_hash,
+        altered.hash,
+        {**altered.fields, "after": {"cash": "9.00"}},
+    )
     result = verify_chain(events)
     assert not result.ok
     assert (result.broken_id, result.broken_seq) == (103, 3)
