@@ -18,7 +18,8 @@ class RequestContext:
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "request_context", default=RequestContext()  # noqa: B039 - immutable default
+    "request_context",
+    default=RequestContext(),  # noqa: B039 - immutable default
 )
 
 

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "django_structlog",  # propagates the request id to Celery tasks
     # ours
     "rebalance_app",
     "portfolios",
@@ -179,6 +180,8 @@ WHITENOISE_USE_FINDERS = DEBUG
 # ---------------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# load balancers probe /health/ over plain HTTP inside the network
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
@@ -231,6 +234,11 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT, or tasks are killed "
+        "before they can clean up."
+    )
 if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
         "CELERY_TASK_TIME_LIMIT must be below CELERY_VISIBILITY_TIMEOUT, or Redis redelivers "
@@ -241,6 +249,11 @@ if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
 # re-enqueued by the sweep; after WORK_MAX_ATTEMPTS they are marked failed.
 WORK_STUCK_AFTER_SECONDS = env.int("WORK_STUCK_AFTER_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
 WORK_MAX_ATTEMPTS = env.int("WORK_MAX_ATTEMPTS", default=3)
+if WORK_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "WORK_STUCK_AFTER_SECONDS must be above CELERY_TASK_TIME_LIMIT, or the sweep re-enqueues "
+        "work that a worker is still allowed to be running."
+    )
 
 CACHES = {
     "default": {

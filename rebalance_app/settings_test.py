@@ -7,7 +7,7 @@ import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 50)
 
-from rebalance_app.settings import *  # noqa: E402,F403
+from rebalance_app.settings import *  # noqa: F403
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -22,7 +22,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
-AUDIT_CHECKPOINT_PATH = os.path.join(tempfile.gettempdir(), f"audit-checkpoints-{os.getpid()}.jsonl")
+AUDIT_CHECKPOINT_PATH = os.path.join(
+    tempfile.gettempdir(), f"audit-checkpoints-{os.getpid()}.jsonl"
+)
 LOG_JSON = False
-LOGGING = configure_structlog(json=False, level="WARNING")  # noqa: F405
-REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"token": "1000/min"}}  # noqa: F405
+LOGGING = configure_structlog(json=False, level="WARNING")
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"token": "1000/min"}}

@@ -1,4 +1,5 @@
-"""Project-wide tasks: the work-row sweep and a ping used by health checks and tests."""
+"""Project-wide tasks: the work-row sweep (run by beat every minute) and a ping used by
+health checks and tests."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def ping(value: str = "pong") -> dict[str, str]:
 
 @shared_task(name="rebalance_app.work_sweep")
 def work_sweep() -> dict[str, int]:
+    """Re-enqueue stuck work rows and fail those out of attempts (rebalance_app.work)."""
     from rebalance_app.work import work_sweep as sweep
 
     result = sweep()
