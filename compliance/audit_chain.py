@@ -57,15 +57,33 @@ def _default(value: Any) -> Any:
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, compact separators, non-ASCII kept as UTF-8."""
     return json.dumps(
-        value, default=_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        value,
+        default=_default,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
     )
+
+
+def _round_trip_stable(value: Any) -> Any:
+    # json writes floats from 1e16 up as "1e+16"; PostgreSQL's jsonb keeps the number as
+    # numeric and hands it back as the integer 10000000000000000, which would no longer hash
+    # the same. Such floats are whole numbers anyway, so store them as integers.
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e16:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _round_trip_stable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_round_trip_stable(item) for item in value]
+    return value
 
 
 def normalise(value: Any) -> Any:
     """The JSON-native form of ``value`` (what the database stores and the hash covers)."""
     if value is None:
         return None
-    return json.loads(canonical_json(value))
+    return _round_trip_stable(json.loads(canonical_json(value)))
 
 
 def event_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
@@ -114,37 +132,60 @@ class VerifyResult:
         return f"Audit chain BROKEN at {where}: {self.problem}"
 
 
-def verify_chain(events: Iterable[ChainEvent], checkpoints: Sequence[Checkpoint] = ()) -> VerifyResult:
+def verify_chain(
+    events: Iterable[ChainEvent],
+    checkpoints: Sequence[Checkpoint] = (),
+    *,
+    start: Checkpoint | None = None,
+) -> VerifyResult:
     """Recompute the chain over ``events`` (in ascending ``seq``) and check the checkpoints.
 
     Names the first broken link: a sequence gap (a deleted or out-of-chain row), a
     ``prev_hash`` that does not match the previous event (an inserted or re-ordered row), a
     recomputed hash that differs (an altered row), or a checkpoint the chain no longer reaches
     or no longer matches (a cut tail or a rewritten chain).
+
+    With ``start`` (a trusted earlier checkpoint) the events are those after it, and the first
+    of them must link to the checkpoint's hash: an incremental check of what was appended since.
     """
-    expected_prev = GENESIS_HASH
-    expected_seq = 1
+    expected_prev = start.hash if start else GENESIS_HASH
+    expected_seq = start.seq + 1 if start else 1
     checked = 0
-    head_seq, head_hash = 0, GENESIS_HASH
+    head_seq, head_hash = (start.seq, start.hash) if start else (0, GENESIS_HASH)
     by_seq: dict[int, str] = {}
     wanted = {cp.seq for cp in checkpoints}
     for event in events:
         if event.seq != expected_seq:
             return VerifyResult(
-                False, checked, head_seq, head_hash, event.id, event.seq,
+                False,
+                checked,
+                head_seq,
+                head_hash,
+                event.id,
+                event.seq,
                 f"sequence gap: expected #{expected_seq}, found #{event.seq} "
                 "(an event was deleted or inserted out of chain)",
             )
         if event.prev_hash != expected_prev:
             return VerifyResult(
-                False, checked, head_seq, head_hash, event.id, event.seq,
+                False,
+                checked,
+                head_seq,
+                head_hash,
+                event.id,
+                event.seq,
                 "prev_hash does not match the previous event's hash "
                 "(an event was inserted, re-ordered or rewritten)",
             )
         recomputed = event_hash(event.prev_hash, event.fields)
         if recomputed != event.hash:
             return VerifyResult(
-                False, checked, head_seq, head_hash, event.id, event.seq,
+                False,
+                checked,
+                head_seq,
+                head_hash,
+                event.id,
+                event.seq,
                 "stored hash does not match the event's contents (the row was altered)",
             )
         if event.seq in wanted:
@@ -156,13 +197,23 @@ def verify_chain(events: Iterable[ChainEvent], checkpoints: Sequence[Checkpoint]
     for cp in sorted(checkpoints, key=lambda c: c.seq):
         if cp.seq > head_seq:
             return VerifyResult(
-                False, checked, head_seq, head_hash, None, cp.seq,
+                False,
+                checked,
+                head_seq,
+                head_hash,
+                None,
+                cp.seq,
                 f"the chain ends at #{head_seq} but a checkpoint recorded #{cp.seq}: "
                 "the tail was cut",
             )
         if by_seq.get(cp.seq) != cp.hash:
             return VerifyResult(
-                False, checked, head_seq, head_hash, None, cp.seq,
+                False,
+                checked,
+                head_seq,
+                head_hash,
+                None,
+                cp.seq,
                 f"checkpoint #{cp.seq} does not match the chain: the chain was rewritten",
             )
     return VerifyResult(True, checked, head_seq, head_hash)
@@ -181,8 +232,10 @@ def csv_safe(value: Any) -> str:
         return ""
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return str(value)  # a number is data, never a formula
-    text = value if isinstance(value, str) else (
-        canonical_json(value) if isinstance(value, dict | list) else str(value)
+    text = (
+        value
+        if isinstance(value, str)
+        else (canonical_json(value) if isinstance(value, dict | list) else str(value))
     )
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text

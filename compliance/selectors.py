@@ -21,11 +21,17 @@ AUDIT_FORBIDDEN = "Only Compliance and Admin users may read the audit trail."
 def user_can_read_audit(user: AbstractBaseUser) -> bool:
     return bool(
         user.is_authenticated
-        and (user.is_superuser or user_has_role(user, Role.COMPLIANCE) or user_has_role(user, Role.ADMIN))
+        and (
+            user.is_superuser
+            or user_has_role(user, Role.COMPLIANCE)
+            or user_has_role(user, Role.ADMIN)
+        )
     )
 
 
-def audit_event_list(*, user: AbstractBaseUser, filters: dict[str, Any] | None = None) -> QuerySet[AuditEvent]:
+def audit_event_list(
+    *, user: AbstractBaseUser, filters: dict[str, Any] | None = None
+) -> QuerySet[AuditEvent]:
     """Audit events visible to ``user`` (Compliance and Admin only), newest first."""
     if not user_can_read_audit(user):
         raise PermissionDenied(AUDIT_FORBIDDEN)
@@ -37,7 +43,9 @@ def audit_event_list(*, user: AbstractBaseUser, filters: dict[str, Any] | None =
     return qs
 
 
-def audit_object_timeline(*, user: AbstractBaseUser, object_type: str, object_id: str) -> QuerySet[AuditEvent]:
+def audit_object_timeline(
+    *, user: AbstractBaseUser, object_type: str, object_id: str
+) -> QuerySet[AuditEvent]:
     """Every event about one object, oldest first."""
     return (
         audit_event_list(user=user)
@@ -46,12 +54,30 @@ def audit_object_timeline(*, user: AbstractBaseUser, object_type: str, object_id
     )
 
 
-def _chain_events(batch: int = 5000) -> Iterator[ChainEvent]:
+def _chain_events(batch: int = 5000, *, after_seq: int = 0) -> Iterator[ChainEvent]:
     fields = (
-        "id", "seq", "prev_hash", "hash", "created_at", "actor_id", "actor_label", "action",
-        "object_type", "object_id", "before", "after", "request_id", "ip", "reason",
+        "id",
+        "seq",
+        "prev_hash",
+        "hash",
+        "created_at",
+        "actor_id",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_id",
+        "before",
+        "after",
+        "request_id",
+        "ip",
+        "reason",
     )
-    for row in AuditEvent.objects.order_by("seq").values(*fields).iterator(chunk_size=batch):
+    for row in (
+        AuditEvent.objects.filter(seq__gt=after_seq)
+        .order_by("seq")
+        .values(*fields)
+        .iterator(chunk_size=batch)
+    ):
         yield ChainEvent(
             id=row["id"], seq=row["seq"], prev_hash=row["prev_hash"], hash=row["hash"], fields=row
         )
@@ -60,3 +86,27 @@ def _chain_events(batch: int = 5000) -> Iterator[ChainEvent]:
 def audit_chain_verify() -> VerifyResult:
     """Recompute the whole chain and compare it with the external checkpoints."""
     return verify_chain(_chain_events(), audit_checkpoints_read())
+
+
+def audit_chain_verify_since_last_checkpoint() -> VerifyResult:
+    """Verify only what was appended after the last checkpoint, starting from its hash.
+
+    Cheap enough to run before every scheduled checkpoint; ``audit_chain_verify`` is the full
+    check (command, page, API).
+    """
+    checkpoints = audit_checkpoints_read()
+    if not checkpoints:
+        return audit_chain_verify()
+    last = checkpoints[-1]
+    anchor = AuditEvent.objects.filter(seq=last.seq).values_list("id", "hash").first()
+    if anchor is None or anchor[1] != last.hash:
+        head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first() or (0, "")
+        problem = (
+            f"the chain ends at #{head[0]} but a checkpoint recorded #{last.seq}: the tail was cut"
+            if anchor is None
+            else f"checkpoint #{last.seq} does not match the chain: the chain was rewritten"
+        )
+        return VerifyResult(
+            False, 0, head[0], head[1], anchor[0] if anchor else None, last.seq, problem
+        )
+    return verify_chain(_chain_events(after_seq=last.seq), start=last)

@@ -14,18 +14,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from django.conf import settings
 from django.db import connection, transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from compliance.audit_chain import GENESIS_HASH, Checkpoint, event_hash, normalise
+from compliance.audit_chain import (
+    GENESIS_HASH,
+    Checkpoint,
+    VerifyResult,
+    event_hash,
+    normalise,
+)
 from compliance.models import AuditEvent
 from rebalance_app.context import current_context
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from django.db.models import Model
+
+logger = structlog.get_logger(__name__)
 
 # A fixed key for pg_advisory_xact_lock: "audit" in ASCII.
 AUDIT_LOCK_KEY = 0x6175646974
@@ -122,6 +131,23 @@ def audit_diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> t
     return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
 
 
+def audit_chain_verify_record(*, actor: AbstractBaseUser | str) -> VerifyResult:
+    """Recompute the chain, then record that it was verified and what the answer was.
+
+    The event is appended after the check so that it never becomes part of what it reports on.
+    """
+    from compliance.selectors import audit_chain_verify
+
+    result = audit_chain_verify()
+    audit_record(
+        actor=actor,
+        action="audit.verify",
+        object_type="compliance.auditevent",
+        after={"ok": result.ok, "checked": result.checked, "broken_seq": result.broken_seq},
+    )
+    return result
+
+
 # ---------------------------------------------------------------------------
 # Checkpoints outside the database
 # ---------------------------------------------------------------------------
@@ -158,6 +184,27 @@ def audit_checkpoint_write(*, now: datetime | None = None) -> Checkpoint | None:
         fh.flush()
         os.fsync(fh.fileno())
     return checkpoint
+
+
+def audit_checkpoint_take(*, actor: str = "system:audit_checkpoint") -> dict[str, Any]:
+    """The scheduled checkpoint: verify what was appended since the last checkpoint, then write
+    the new head. A chain that does not verify is never checkpointed; the refusal is audited."""
+    from compliance.selectors import audit_chain_verify_since_last_checkpoint
+
+    result = audit_chain_verify_since_last_checkpoint()
+    if not result.ok:
+        logger.error("audit checkpoint refused", problem=result.message)
+        audit_record(
+            actor=actor,
+            action="audit.checkpoint_refused",
+            object_type="compliance.auditevent",
+            after={"broken_seq": result.broken_seq, "problem": result.problem},
+        )
+        return {"seq": 0, "hash": "", "refused": result.message}
+    checkpoint = audit_checkpoint_write()
+    if checkpoint is None:
+        return {"seq": 0, "hash": ""}
+    return {"seq": checkpoint.seq, "hash": checkpoint.hash}
 
 
 def audit_checkpoints_read() -> list[Checkpoint]:

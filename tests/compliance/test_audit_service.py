@@ -119,3 +119,39 @@ def test_concurrent_appends_keep_one_chain(pm):
     assert seqs == list(range(1, len(seqs) + 1))
     result = audit_chain_verify()
     assert result.ok, result.message
+
+
+@pytest.mark.django_db
+def test_scheduled_checkpoint_verifies_what_was_appended_since_the_last_one(pm):
+    from compliance.services.audit import audit_checkpoint_take
+
+    audit_record(actor=pm, action="test.a")
+    first = audit_checkpoint_take()
+    later = audit_record(actor=pm, action="test.b")
+    assert audit_checkpoint_take()["seq"] == later.seq
+    assert first["seq"] == later.seq - 1
+
+
+@pytest.mark.django_db
+def test_scheduled_checkpoint_refuses_a_chain_altered_since_the_last_one(pm):
+    from compliance.services.audit import audit_checkpoint_take
+
+    audit_record(actor=pm, action="test.a")
+    audit_checkpoint_take()
+    altered = audit_record(actor=pm, action="test.b")
+    _tamper("UPDATE compliance_auditevent SET reason = %s WHERE id = %s", ["edited", altered.pk])
+    result = audit_checkpoint_take()
+    assert result["seq"] == 0
+    assert f"sequence {altered.seq}" in result["refused"]
+    assert audit_checkpoints_read()[-1].seq == altered.seq - 1
+    assert AuditEvent.objects.filter(action="audit.checkpoint_refused").exists()
+
+
+@pytest.mark.django_db
+def test_scheduled_checkpoint_refuses_when_the_checkpointed_tail_was_cut(pm):
+    from compliance.services.audit import audit_checkpoint_take
+
+    event = audit_record(actor=pm, action="test.a")
+    audit_checkpoint_take()
+    _tamper("DELETE FROM compliance_auditevent WHERE id = %s", [event.pk])
+    assert "tail was cut" in audit_checkpoint_take()["refused"]

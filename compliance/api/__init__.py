@@ -1,0 +1,1 @@
+"""The compliance part of the REST API under /api/v1/ (DESIGN 10)."""
