@@ -23,7 +23,15 @@ from django.db.models import (
 )
 from guardian.shortcuts import get_objects_for_user
 
-from portfolios.models import Account, Household, Price, Security, TaxLot, Transaction
+from portfolios.models import (
+    Account,
+    DriftSnapshot,
+    Household,
+    Price,
+    Security,
+    TaxLot,
+    Transaction,
+)
 from rebalance_app.exceptions import NotFound
 
 if TYPE_CHECKING:
@@ -227,6 +235,11 @@ def account_holdings(*, account: Account) -> AccountHoldings:
         cash_target=cash_target,
         missing_prices=missing,
     )
+
+
+def account_latest_drift(*, account: Account) -> DriftSnapshot | None:
+    """The account's latest drift snapshot (the caller has already seen the account)."""
+    return DriftSnapshot.objects.filter(account=account).order_by("-scanned_at", "-id").first()
 
 
 def account_lots(*, account: Account) -> QuerySet[TaxLot]:

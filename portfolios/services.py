@@ -17,7 +17,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from compliance.services.audit import audit_diff, audit_record, audit_snapshot
 from portfolios.models import Account, Household, ModelPortfolio, ModelTarget, ModelVersion
-from rebalance_app.exceptions import ValidationFailed
+from rebalance_app.exceptions import PermissionDenied, ValidationFailed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -32,7 +32,9 @@ MODEL_DUPLICATE_SECURITY = "Model '{name}' lists {ticker} more than once."
 MODEL_WEIGHT_RANGE = "Model '{name}': the weight of {ticker} must be between 0% and 100%."
 
 
-def household_assign_team(*, household: Household, team: Group | None, actor: AbstractBaseUser | str) -> Household:
+def household_assign_team(
+    *, household: Household, team: Group | None, actor: AbstractBaseUser | str
+) -> Household:
     """Grant ``team`` the household's object permissions (and revoke the previous team's)."""
     with transaction.atomic():
         household = Household.objects.select_for_update().get(pk=household.pk)
@@ -67,7 +69,9 @@ class TargetSpec:
     max_weight: Decimal | None = None
 
 
-def model_targets_validate(*, name: str, targets: Iterable[TargetSpec], cash_target: Decimal, tickers: dict[int, str]) -> None:
+def model_targets_validate(
+    *, name: str, targets: Iterable[TargetSpec], cash_target: Decimal, tickers: dict[int, str]
+) -> None:
     """Weights in [0, 1], no security twice, and a total of 100% including cash."""
     seen: set[int] = set()
     total = cash_target
@@ -94,12 +98,18 @@ def model_version_create(
     """Make a new current version of ``model`` with these targets; the old one stays readable."""
     from portfolios.models import Security
 
-    tickers = dict(Security.objects.filter(pk__in=[t.security_id for t in targets]).values_list("pk", "ticker"))
-    model_targets_validate(name=model.name, targets=targets, cash_target=cash_target, tickers=tickers)
+    tickers = dict(
+        Security.objects.filter(pk__in=[t.security_id for t in targets]).values_list("pk", "ticker")
+    )
+    model_targets_validate(
+        name=model.name, targets=targets, cash_target=cash_target, tickers=tickers
+    )
     with transaction.atomic():
         model = ModelPortfolio.objects.select_for_update().get(pk=model.pk)
         previous = ModelVersion.objects.filter(model=model, is_current=True).first()
-        number = (ModelVersion.objects.filter(model=model).aggregate(m=Max("version"))["m"] or 0) + 1
+        number = (
+            ModelVersion.objects.filter(model=model).aggregate(m=Max("version"))["m"] or 0
+        ) + 1
         if previous is not None:
             ModelVersion.objects.filter(pk=previous.pk).update(is_current=False)
         version = ModelVersion.objects.create(
@@ -150,30 +160,52 @@ def holdings_changed(*, account_ids: Iterable[int]) -> None:
     ids = sorted(set(account_ids))
     if not ids:
         return
-    for hook in list(_holdings_changed_hooks):
+    for hook in _holdings_changed_hooks:
         transaction.on_commit(lambda hook=hook: hook(ids))
 
 
 ACCOUNT_EDITABLE_FIELDS = (
-    "name", "model", "cash_reserve", "st_tax_rate", "lt_tax_rate", "status", "auto_propose",
-    "allow_fractional", "min_trade_amount", "tlh_enabled", "gains_budget",
+    "name",
+    "model",
+    "cash_reserve",
+    "st_tax_rate",
+    "lt_tax_rate",
+    "status",
+    "auto_propose",
+    "allow_fractional",
+    "min_trade_amount",
+    "tlh_enabled",
+    "gains_budget",
 )
 
 
-def account_update(*, account: Account, actor: AbstractBaseUser | str, data: dict[str, Any], reason: str = "") -> Account:
+def account_update(
+    *, account: Account, actor: AbstractBaseUser | str, data: dict[str, Any], reason: str = ""
+) -> Account:
     """Change an account's settings (not its holdings or cash, which only trades and imports
-    change), audited with before and after."""
+    change), audited with before and after.
+
+    Raises PermissionDenied unless the actor holds ``change_household`` on the household.
+    """
+    from portfolios.permissions import ACCOUNT_CHANGE_FORBIDDEN, account_can_change
+
+    if not isinstance(actor, str) and not account_can_change(user=actor, account=account):
+        raise PermissionDenied(ACCOUNT_CHANGE_FORBIDDEN.format(id=account.pk))
     unknown = set(data) - set(ACCOUNT_EDITABLE_FIELDS)
     if unknown:
-        raise ValidationFailed(f"These account fields cannot be edited: {', '.join(sorted(unknown))}.")
+        raise ValidationFailed(
+            f"These account fields cannot be edited: {', '.join(sorted(unknown))}."
+        )
     with transaction.atomic():
         account = Account.objects.select_for_update().get(pk=account.pk)
         before = audit_snapshot(account)
         for name, value in data.items():
-            setattr(account, name if name != "model" else "model", value)
+            setattr(account, name, value)
         account.full_clean(exclude=["household", "import_batch"])
-        account.save(update_fields=[("model" if f == "model" else f) for f in data])
+        account.save(update_fields=list(data))
         b, a = audit_diff(before, audit_snapshot(account))
         if a:
-            audit_record(actor=actor, action="account.update", obj=account, before=b, after=a, reason=reason)
+            audit_record(
+                actor=actor, action="account.update", obj=account, before=b, after=a, reason=reason
+            )
     return account

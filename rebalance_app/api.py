@@ -9,12 +9,24 @@ from django.http import Http404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from rebalance_app.exceptions import ApplicationError
+
+TOKEN_LOCKED_OUT = (  # noqa: S105 - a message, not a secret
+    "This account is locked after too many failed sign-in attempts. Try again in {minutes} "
+    "minutes or ask an administrator."
+)
+
+
+class AccountLockedOut(ApplicationError):
+    """Too many failed sign-ins for this username (django-axes)."""
+
+    http_status = 429
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -43,9 +55,24 @@ class ObtainTokenView(ObtainAuthToken):
 
     @extend_schema(
         request=inline_serializer(
-            "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
+            "TokenRequest",
+            {"username": serializers.CharField(), "password": serializers.CharField()},
         ),
         responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
     )
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+        from django.conf import settings
+
+        from compliance.services.audit import audit_record
+
+        try:
+            response = super().post(request, *args, **kwargs)
+        except drf_exceptions.ValidationError:
+            # django-axes marks the request it saw (DRF's) when the username is locked out
+            if getattr(request, "axes_locked_out", False):
+                minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+                raise AccountLockedOut(TOKEN_LOCKED_OUT.format(minutes=minutes)) from None
+            raise
+        token_user = Token.objects.select_related("user").get(key=response.data["token"]).user
+        audit_record(actor=token_user, action="auth.token", obj=token_user)
+        return response

@@ -6,4 +6,6 @@ from rebalance_app.api import ObtainTokenView
 
 urlpatterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
+    path("", include("portfolios.api.urls")),
+    path("", include("compliance.api.urls")),
 ]

@@ -126,3 +126,15 @@ def test_account_update_refuses_fields_that_only_trades_change(pm, account_a):
     with pytest.raises(ValidationFailed, match="cannot be edited: cash_balance"):
         account_update(account=account_a, actor=pm, data={"cash_balance": Decimal("1")})
     assert not AuditEvent.objects.filter(action="account.update").exists()
+
+
+@pytest.mark.parametrize("persona", ["ops", "compliance", "other_pm"])
+def test_account_update_refuses_users_without_change_permission(request, persona, account_a):
+    from rebalance_app.exceptions import PermissionDenied
+
+    user = request.getfixturevalue(persona)
+    with pytest.raises(PermissionDenied) as err:
+        account_update(account=account_a, actor=user, data={"cash_reserve": Decimal("1")})
+    assert err.value.message == f"You may view account {account_a.pk} but not change it."
+    account_a.refresh_from_db()
+    assert account_a.cash_reserve == Decimal("0")

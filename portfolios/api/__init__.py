@@ -1,0 +1,1 @@
+"""The portfolios part of the REST API under /api/v1/ (DESIGN 10)."""
