@@ -2,5 +2,10 @@
 
 from django.urls import path
 
+from portfolios import views
+
 app_name = "portfolios"
-urlpatterns: list = []
+urlpatterns = [
+    path("accounts/", views.account_list_view, name="account_list"),
+    path("accounts/<int:pk>/", views.account_detail_view, name="account_detail"),
+]

@@ -22,5 +22,7 @@ def create_role_groups(apps: Any, schema_editor: Any) -> None:
         group, _ = Group.objects.get_or_create(name=role.value)
         for dotted in perms:
             app_label, codename = dotted.split(".")
-            permission = Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            permission = Permission.objects.get(
+                content_type__app_label=app_label, codename=codename
+            )
             group.permissions.add(permission)

@@ -67,7 +67,9 @@ def user_roles(user: AbstractBaseUser) -> set[str]:
         return set()
     cached = getattr(user, "_role_names", None)
     if cached is None:
-        names = set(user.groups.filter(name__in=[r.value for r in Role]).values_list("name", flat=True))
+        names = set(
+            user.groups.filter(name__in=[r.value for r in Role]).values_list("name", flat=True)
+        )
         if user.is_superuser:
             names.add(Role.ADMIN.value)
         cached = names

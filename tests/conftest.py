@@ -42,7 +42,7 @@ def _redis_answers() -> bool:
         import redis
 
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 
@@ -75,9 +75,7 @@ def _db_use(request) -> str:
     """'transactional', 'db' or '' for the test being set up."""
     names = set(request.fixturenames)
     marker = request.node.get_closest_marker("django_db")
-    if {"transactional_db", "live_server"} & names or (
-        marker and marker.kwargs.get("transaction")
-    ):
+    if {"transactional_db", "live_server"} & names or (marker and marker.kwargs.get("transaction")):
         return "transactional"
     if "db" in names or marker:
         return "db"
