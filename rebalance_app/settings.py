@@ -110,6 +110,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    name = DATABASES["default"]["NAME"]
+    if name and name != ":memory:" and not str(name).startswith("file:"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
     # IMMEDIATE transactions take SQLite's write lock at BEGIN, so the web server and the
     # worker queue for it instead of failing with "database is locked" mid-transaction.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
