@@ -357,40 +357,104 @@ class Transaction(models.Model):
         return self.quantity * self.price
 
 
+class ScanTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Scheduled (beat)"
+    EVENT = "event", "Event (price, holdings, fill or cash change)"
+    MANUAL = "manual", "Manual (page, API or command)"
+
+
+class DriftScan(WorkItem):
+    """One drift scan of the firm or of some accounts: a work row whose chunks are scanned by
+    Celery tasks, with progress counters the pages and API poll."""
+
+    trigger = models.CharField(max_length=10, choices=ScanTrigger.choices)
+    account_ids = models.JSONField(
+        null=True, blank=True, help_text="The accounts to scan; empty means the whole firm."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    accounts_total = models.PositiveIntegerField(default=0)
+    accounts_scanned = models.PositiveIntegerField(default=0)
+    accounts_breached = models.PositiveIntegerField(default=0)
+    accounts_unscannable = models.PositiveIntegerField(default=0)
+    alerts_raised = models.PositiveIntegerField(default=0)
+    alerts_cleared = models.PositiveIntegerField(default=0)
+    unscannable = models.JSONField(
+        default=dict, blank=True, help_text="Account id -> why it could not be scanned."
+    )
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"drift scan {self.pk} ({self.trigger}, {self.status})"
+
+
 class DriftSnapshot(models.Model):
-    """Account-level drift metrics from one scan."""
+    """Account-level drift metrics from one scan. ``is_latest`` marks each account's newest
+    snapshot (at most one per account), which the dashboard joins and sorts on."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="drift_snapshots")
+    scan = models.ForeignKey(
+        DriftScan, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots"
+    )
     scanned_at = models.DateTimeField(default=timezone.now, db_index=True)
+    is_latest = models.BooleanField(default=True)
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    total_value = models.DecimalField(**MONEY)
-    total_drift = models.FloatField()
-    max_drift = models.FloatField()
-    cash_drift = models.FloatField()
-    breach_count = models.PositiveIntegerField()
+    total_value = models.DecimalField(**MONEY, null=True, blank=True)
+    total_drift = models.FloatField(null=True, blank=True)
+    max_drift = models.FloatField(null=True, blank=True)
+    cash_drift = models.FloatField(null=True, blank=True)
+    breach_count = models.PositiveIntegerField(default=0)
+    breached = models.BooleanField(default=False)
     not_in_model_count = models.PositiveIntegerField(default=0)
+    model_not_held_count = models.PositiveIntegerField(default=0)
     scannable = models.BooleanField(default=True)
     unscannable_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-scanned_at"]
-        indexes = [models.Index(fields=["account", "-scanned_at"], name="drift_account_latest_idx")]
+        indexes = [
+            models.Index(fields=["account", "-scanned_at"], name="drift_account_latest_idx"),
+            models.Index(
+                fields=["-total_drift"], condition=Q(is_latest=True), name="drift_latest_sort_idx"
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(is_latest=True), name="drift_one_latest_per_account"
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.account_id} {self.scanned_at:%Y-%m-%d %H:%M} {self.total_drift:.4f}"
+        drift = f"{self.total_drift:.4f}" if self.total_drift is not None else "unscannable"
+        return f"{self.account_id} {self.scanned_at:%Y-%m-%d %H:%M} {drift}"
 
 
 class DriftPosition(models.Model):
-    """One security's weight, target and drift in a drift snapshot."""
+    """One security's (or cash's, with no security) weight, target and drift in a snapshot.
+
+    Kept for each account's latest snapshot and for breached snapshots; the positions of an
+    older snapshot that did not breach are dropped when a newer scan replaces it."""
 
     snapshot = models.ForeignKey(DriftSnapshot, on_delete=models.CASCADE, related_name="positions")
-    security = models.ForeignKey(Security, null=True, on_delete=models.PROTECT, related_name="+")
+    security = models.ForeignKey(
+        Security, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     weight = models.FloatField()
     target = models.FloatField()
     drift = models.FloatField()
+    abs_band = models.FloatField(null=True, blank=True)
+    rel_band = models.FloatField(null=True, blank=True)
     breached = models.BooleanField(default=False)
+    in_model = models.BooleanField(default=True)
 
     class Meta:
         constraints = [
@@ -399,6 +463,38 @@ class DriftPosition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.security_id} w={self.weight:.4f} d={self.drift:+.4f}"
+
+
+class DriftAlert(models.Model):
+    """Raised once when an account newly breaches its bands; cleared when it is back inside.
+    At most one open alert per account."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="drift_alerts")
+    raised_at = models.DateTimeField(default=timezone.now)
+    raised_snapshot = models.ForeignKey(
+        DriftSnapshot, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_snapshot = models.ForeignKey(
+        DriftSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    total_drift = models.FloatField()
+    max_drift = models.FloatField()
+    breach_count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-raised_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=Q(cleared_at__isnull=True),
+                name="drift_one_open_alert_per_account",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.cleared_at is None else "cleared"
+        return f"alert {self.account_id} ({state})"
 
 
 class ImportKind(models.TextChoices):

@@ -106,9 +106,9 @@ TEMPLATES = [
 # Database
 # ---------------------------------------------------------------------------
 # Embedded default: a SQLite file under var/. DATABASE_URL switches to PostgreSQL.
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
-}
+# An empty DATABASE_URL counts as unset.
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     name = DATABASES["default"]["NAME"]
     if name and name != ":memory:" and not str(name).startswith("file:"):
