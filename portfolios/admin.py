@@ -16,6 +16,8 @@ from django.contrib import admin
 from portfolios.models import (
     Account,
     DriftPosition,
+    DriftAlert,
+    DriftScan,
     DriftSnapshot,
     Household,
     ImportBatch,
@@ -257,11 +259,38 @@ class DriftSnapshotAdmin(ReadOnlyModelAdmin):
         "breach_count",
         "scannable",
     ]
-    list_filter = ["scannable"]
+    list_filter = ["scannable", "breached", "is_latest"]
     search_fields = ["account__account_number", "account__name"]
     date_hierarchy = "scanned_at"
     list_select_related = ["account"]
+    raw_id_fields = ["account", "scan"]
     inlines = [DriftPositionInline]
+
+
+@admin.register(DriftScan)
+class DriftScanAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "id",
+        "trigger",
+        "status",
+        "created_at",
+        "accounts_total",
+        "accounts_scanned",
+        "accounts_breached",
+        "accounts_unscannable",
+        "duration_ms",
+    ]
+    list_filter = ["trigger", "status"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(DriftAlert)
+class DriftAlertAdmin(ReadOnlyModelAdmin):
+    list_display = ["account", "raised_at", "cleared_at", "total_drift", "breach_count"]
+    list_filter = ["cleared_at"]
+    search_fields = ["account__account_number", "account__name"]
+    list_select_related = ["account"]
+    raw_id_fields = ["account", "raised_snapshot", "cleared_snapshot"]
     show_full_result_count = False
 
 

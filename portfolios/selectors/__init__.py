@@ -239,7 +239,7 @@ def account_holdings(*, account: Account) -> AccountHoldings:
 
 def account_latest_drift(*, account: Account) -> DriftSnapshot | None:
     """The account's latest drift snapshot (the caller has already seen the account)."""
-    return DriftSnapshot.objects.filter(account=account).order_by("-scanned_at", "-id").first()
+    return DriftSnapshot.objects.filter(account=account, is_latest=True).first()
 
 
 def account_lots(*, account: Account) -> QuerySet[TaxLot]:

@@ -173,6 +173,7 @@ def test_account_detail_has_holdings_lots_and_the_latest_drift_snapshot(request,
             max_drift=drift,
             cash_drift=0.0,
             breach_count=1,
+            is_latest=minutes_ago == 5,
         )
     body = client_for(request, "pm").get(f"/api/v1/accounts/{account.pk}/").json()
     assert body["household_name"] == "Alpha Family"
