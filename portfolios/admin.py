@@ -15,8 +15,8 @@ from django.contrib import admin
 
 from portfolios.models import (
     Account,
-    DriftPosition,
     DriftAlert,
+    DriftPosition,
     DriftScan,
     DriftSnapshot,
     Household,
