@@ -1,6 +1,4 @@
-"""Pages of the orders app."""
-
-from django.urls import path
+"""Pages of the orders app (baskets and approvals arrive with the order-management issue)."""
 
 app_name = "orders"
 urlpatterns: list = []

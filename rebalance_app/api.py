@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from rebalance_app.exceptions import ApplicationError
 
-TOKEN_LOCKED_OUT = (  # noqa: S105 - a message, not a secret
+LOCKED_OUT_MESSAGE = (
     "This account is locked after too many failed sign-in attempts. Try again in {minutes} "
     "minutes or ask an administrator."
 )
@@ -71,7 +71,7 @@ class ObtainTokenView(ObtainAuthToken):
             # django-axes marks the request it saw (DRF's) when the username is locked out
             if getattr(request, "axes_locked_out", False):
                 minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-                raise AccountLockedOut(TOKEN_LOCKED_OUT.format(minutes=minutes)) from None
+                raise AccountLockedOut(LOCKED_OUT_MESSAGE.format(minutes=minutes)) from None
             raise
         token_user = Token.objects.select_related("user").get(key=response.data["token"]).user
         audit_record(actor=token_user, action="auth.token", obj=token_user)
