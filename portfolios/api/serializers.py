@@ -104,6 +104,31 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TargetInputSerializer(serializers.Serializer):
+    ticker = serializers.CharField(max_length=16)
+    weight = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=0, max_value=1)
+    abs_band = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=0, required=False, allow_null=True
+    )
+    rel_band = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=0, required=False, allow_null=True
+    )
+    min_weight = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=0, max_value=1, required=False, allow_null=True
+    )
+    max_weight = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=0, max_value=1, required=False, allow_null=True
+    )
+
+
+class ModelVersionCreateSerializer(serializers.Serializer):
+    """A new version of a model: its complete list of targets and its cash target."""
+
+    cash_target = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=0, max_value=1)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    targets = TargetInputSerializer(many=True, allow_empty=False)
+
+
 class ModelPortfolioSerializer(serializers.ModelSerializer):
     current_version = serializers.SerializerMethodField()
 

@@ -24,6 +24,7 @@ from portfolios.api.serializers import (
     AccountUpdateSerializer,
     HouseholdSerializer,
     ModelPortfolioSerializer,
+    ModelVersionCreateSerializer,
     ModelVersionSerializer,
     PriceSerializer,
     SecuritySerializer,
@@ -47,11 +48,28 @@ from portfolios.selectors import (
     households_visible_to,
     latest_price_subquery,
 )
-from portfolios.services import account_update
+from portfolios.services import account_update, model_version_create_from_tickers
 from rebalance_app.permissions import API_AUTHENTICATION_CLASSES, ModelViewPermission
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
+
+MODEL_EDIT_FORBIDDEN = "Your role may not edit model portfolios."
+
+
+class ModelVersionPermission(ModelViewPermission):
+    """Reading versions needs the model's view permission; creating one ``add_modelversion``."""
+
+    message = MODEL_EDIT_FORBIDDEN
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if request.method == "POST":
+            return bool(
+                request.user
+                and request.user.is_authenticated
+                and request.user.has_perm("portfolios.add_modelversion")
+            )
+        return super().has_permission(request, view)
 
 
 def _targets_prefetch() -> Prefetch:
@@ -181,12 +199,27 @@ class ModelPortfolioViewSet(viewsets.ReadOnlyModelViewSet):
     ).order_by("name")
 
     @extend_schema(
+        methods=["GET"],
         summary="Every version of the model, newest first, with its targets",
         responses=ModelVersionSerializer(many=True),
     )
-    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    @extend_schema(
+        methods=["POST"],
+        summary="Create a new current version of the model (the old one stays readable)",
+        request=ModelVersionCreateSerializer,
+        responses={201: ModelVersionSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        filter_backends=[],
+        pagination_class=None,
+        permission_classes=[ModelVersionPermission],
+    )
     def versions(self, request: Request, pk: str | None = None) -> Response:
         model = self.get_object()
+        if request.method == "POST":
+            return self._create_version(request, model)
         versions = (
             ModelVersion.objects.filter(model=model)
             .select_related("created_by")
@@ -194,3 +227,16 @@ class ModelPortfolioViewSet(viewsets.ReadOnlyModelViewSet):
             .order_by("-version")
         )
         return Response(ModelVersionSerializer(versions, many=True).data)
+
+    def _create_version(self, request: Request, model: ModelPortfolio) -> Response:
+        serializer = ModelVersionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        version = model_version_create_from_tickers(
+            model=model,
+            targets=data["targets"],
+            cash_target=data["cash_target"],
+            actor=request.user,
+            note=data["note"],
+        )
+        return Response(ModelVersionSerializer(version).data, status=201)

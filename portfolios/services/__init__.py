@@ -147,6 +147,44 @@ def model_version_create(
     return version
 
 
+MODEL_UNKNOWN_TICKERS = "Model '{name}': unknown tickers: {tickers}."
+
+
+def model_version_create_from_tickers(
+    *,
+    model: ModelPortfolio,
+    targets: list[dict[str, Any]],
+    cash_target: Decimal,
+    actor: AbstractBaseUser | str,
+    note: str = "",
+) -> ModelVersion:
+    """``model_version_create`` with targets named by ticker (API and imports)."""
+    from portfolios.models import Security
+
+    tickers = [t["ticker"].strip().upper() for t in targets]
+    ids = dict(Security.objects.filter(ticker__in=tickers).values_list("ticker", "pk"))
+    unknown = sorted({t for t in tickers if t not in ids})
+    if unknown:
+        raise ValidationFailed(
+            MODEL_UNKNOWN_TICKERS.format(name=model.name, tickers=", ".join(unknown)),
+            extra={"unknown_tickers": unknown},
+        )
+    specs = [
+        TargetSpec(
+            security_id=ids[ticker],
+            weight=t["weight"],
+            abs_band=t.get("abs_band"),
+            rel_band=t.get("rel_band"),
+            min_weight=t.get("min_weight"),
+            max_weight=t.get("max_weight"),
+        )
+        for ticker, t in zip(tickers, targets, strict=True)
+    ]
+    return model_version_create(
+        model=model, targets=specs, cash_target=cash_target, actor=actor, note=note
+    )
+
+
 # Hooks called after a change to an account's holdings, prices or cash. The drift issue wires
 # its event scan here; each hook receives the affected account ids after commit.
 _holdings_changed_hooks: list[Callable[[list[int]], None]] = []
