@@ -100,7 +100,7 @@ def test_beat_schedules_exist_after_migrations():
 
     schedules = {
         task.name: (task.task, task.interval.every, task.interval.period, task.enabled)
-        for task in PeriodicTask.objects.select_related("interval")
+        for task in PeriodicTask.objects.select_related("interval").filter(interval__isnull=False)
     }
 
     assert schedules["Audit chain checkpoint"] == (

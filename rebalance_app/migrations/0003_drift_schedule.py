@@ -1,0 +1,54 @@
+"""Seed the beat schedule of the whole-firm drift scan: 16:30 New York time, Monday to Friday.
+
+The task itself skips exchange holidays (XNYS calendar), so the crontab needs no holiday list.
+It is a row of django-celery-beat, editable or pausable in the admin (Periodic tasks); this
+migration only creates it when it is missing."""
+
+from django.db import migrations
+from django.utils import timezone
+
+NAME = "Drift scan (whole firm)"
+TASK = "portfolios.drift_scan_periodic"
+
+
+def create_schedule(apps, schema_editor):
+    CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    PeriodicTasks = apps.get_model("django_celery_beat", "PeriodicTasks")
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute="30",
+        hour="16",
+        day_of_week="1-5",
+        day_of_month="*",
+        month_of_year="*",
+        timezone="America/New_York",
+    )
+    PeriodicTask.objects.get_or_create(
+        name=NAME,
+        defaults={
+            "task": TASK,
+            "crontab": crontab,
+            "enabled": True,
+            # A run still waiting after two hours is stale: tomorrow's run will do.
+            "expire_seconds": 2 * 3600,
+            "description": (
+                "Drift scan of every account after the close, on XNYS trading days (the task "
+                "skips holidays); also deletes snapshots past DRIFT_SNAPSHOT_RETENTION_DAYS."
+            ),
+        },
+    )
+    PeriodicTasks.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})
+
+
+def delete_schedule(apps, schema_editor):
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    PeriodicTask.objects.filter(name=NAME).delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("rebalance_app", "0002_beat_schedules"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [migrations.RunPython(create_schedule, delete_schedule)]
