@@ -2,10 +2,29 @@
 
 from django.urls import path
 
-from portfolios import views
+from portfolios import import_views, views
 
 app_name = "portfolios"
 urlpatterns = [
     path("accounts/", views.account_list_view, name="account_list"),
     path("accounts/<int:pk>/", views.account_detail_view, name="account_detail"),
+    path("drift/", views.drift_dashboard_view, name="drift_dashboard"),
+    path("drift/scan/", views.drift_scan_view, name="drift_scan"),
+    path("drift/scans/<int:pk>/", views.drift_scan_status_view, name="drift_scan_status"),
+    path("imports/", import_views.imports_view, name="imports"),
+    path("imports/submit/", import_views.import_submit_view, name="import_submit"),
+    path("imports/<int:pk>/", import_views.import_detail_view, name="import_detail"),
+    path("imports/<int:pk>/status/", import_views.import_status_view, name="import_status"),
+    path("reconciliations/", import_views.reconciliation_list_view, name="reconciliation_list"),
+    path(
+        "reconciliations/<int:pk>/",
+        import_views.reconciliation_detail_view,
+        name="reconciliation_detail",
+    ),
+    path(
+        "reconciliation-breaks/<int:pk>/resolve/",
+        import_views.reconciliation_break_resolve_view,
+        name="reconciliation_break_resolve",
+    ),
+    path("data-quality/", import_views.data_quality_view, name="data_quality"),
 ]

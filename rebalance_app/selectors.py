@@ -15,11 +15,33 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 RECENT_AUDIT_EVENTS = 8
+HOME_TOP_DRIFT = 5
+
+
+def home_drift(*, user: AbstractBaseUser) -> dict[str, Any]:
+    """The top of the drift dashboard for the home page: the visible accounts' drift counts,
+    the ``HOME_TOP_DRIFT`` most drifted accounts and the number of open alerts."""
+    from portfolios.selectors.drift import (
+        drift_alerts_open,
+        drift_dashboard,
+        drift_dashboard_summary,
+    )
+
+    accounts = drift_dashboard(user=user, sort="-drift")
+    summary = drift_dashboard_summary(accounts=accounts)
+    return {
+        "summary": summary,
+        "top": list(accounts.filter(latest_scannable=True)[:HOME_TOP_DRIFT])
+        if summary.scanned
+        else [],
+        "alerts": drift_alerts_open(user=user).count(),
+    }
 
 
 def home_summary(*, user: AbstractBaseUser) -> dict[str, Any]:
     """Counts of visible households and accounts (by status), total cash, the households per
-    team, and for Compliance/Admin the size and latest events of the audit trail."""
+    team, the top of the drift dashboard, and for Compliance/Admin the size and latest events
+    of the audit trail."""
     from compliance.selectors import user_can_read_audit
     from portfolios.models import AccountStatus
     from portfolios.selectors import accounts_visible_to, households_visible_to
@@ -48,6 +70,8 @@ def home_summary(*, user: AbstractBaseUser) -> dict[str, Any]:
         ),
         "can_read_audit": user_can_read_audit(user),
     }
+    if totals["accounts"]:
+        summary["drift"] = home_drift(user=user)
     if summary["can_read_audit"]:
         from compliance.models import AuditEvent
 

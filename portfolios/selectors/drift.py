@@ -3,11 +3,30 @@ visibility selectors (an account the user may not see contributes nothing)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import F, FilteredRelation, Q, QuerySet
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    FilteredRelation,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+)
+from django.db.models.functions import Cast, Floor
 
-from portfolios.models import Account, DriftAlert, DriftPosition, DriftScan, DriftSnapshot
+from portfolios.models import (
+    Account,
+    DriftAlert,
+    DriftPosition,
+    DriftScan,
+    DriftSnapshot,
+    ReconciliationBreak,
+)
 from portfolios.selectors import accounts_visible_to
 from rebalance_app.exceptions import NotFound
 
@@ -15,6 +34,12 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 SCAN_NOT_FOUND = "Drift scan {id} not found."
+
+# The histogram of total drift uses the narrowest of these bucket widths for which at most
+# HISTOGRAM_MAX_BUCKETS buckets cover the largest drift.
+HISTOGRAM_WIDTHS = (0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1)
+HISTOGRAM_MAX_BUCKETS = 40
+
 
 # Sort keys the dashboard accepts (a leading "-" for descending): name -> ORM expression.
 DASHBOARD_SORTS = {
@@ -59,6 +84,9 @@ def drift_dashboard(
             latest_scanned_at=F("latest__scanned_at"),
             latest_total_value=F("latest__total_value"),
             latest_not_in_model=F("latest__not_in_model_count"),
+            open_breaks=Exists(
+                ReconciliationBreak.objects.filter(account=OuterRef("pk"), resolved_at__isnull=True)
+            ),
         )
     )
     if team:
@@ -66,7 +94,7 @@ def drift_dashboard(
     if model:
         qs = qs.filter(model_id=model)
     if breached_only:
-        qs = qs.filter(latest__breached=True)
+        qs = qs.filter(latest_breached=True)  # the annotation reuses the latest-snapshot join
     if search:
         qs = qs.filter(
             Q(name__icontains=search)
@@ -139,3 +167,53 @@ def drift_scan_get(*, user: AbstractBaseUser, pk: Any) -> DriftScan:
         return qs.get(pk=pk)
     except (DriftScan.DoesNotExist, ValueError, TypeError):
         raise NotFound(SCAN_NOT_FOUND.format(id=pk)) from None
+
+
+@dataclass(frozen=True)
+class DashboardSummary:
+    accounts: int
+    breached: int
+    unscannable: int
+    not_scanned: int
+    max_drift: float | None
+
+    @property
+    def scanned(self) -> int:
+        return self.accounts - self.unscannable - self.not_scanned
+
+
+def drift_dashboard_summary(*, accounts: QuerySet[Account]) -> DashboardSummary:
+    """Counts over the dashboard's (filtered) queryset in one aggregate query; the ``latest_*``
+    annotations reuse the joined latest snapshot instead of joining it again."""
+    totals = accounts.order_by().aggregate(
+        accounts=Count("pk"),
+        breached=Count("pk", filter=Q(latest_breached=True)),
+        unscannable=Count("pk", filter=Q(latest_scannable=False)),
+        not_scanned=Count("pk", filter=Q(latest_id__isnull=True)),
+        max_drift=Max("latest_total_drift"),
+    )
+    return DashboardSummary(**totals)
+
+
+def drift_histogram_width(max_drift: float | None) -> float:
+    top = max_drift or 0.0
+    for width in HISTOGRAM_WIDTHS:
+        if top / width < HISTOGRAM_MAX_BUCKETS:
+            return width
+    return HISTOGRAM_WIDTHS[-1]
+
+
+def drift_dashboard_histogram(
+    *, accounts: QuerySet[Account], width: float
+) -> list[tuple[int, int]]:
+    """``(bucket, accounts)`` pairs of the scanned accounts' total drift, bucket ``k`` holding
+    ``[k * width, (k+1) * width)``, counted by the database in one GROUP BY query."""
+    rows = (
+        accounts.order_by()
+        .filter(latest_scannable=True, latest_total_drift__isnull=False)
+        .annotate(bucket=Cast(Floor(F("latest_total_drift") / width), IntegerField()))
+        .values_list("bucket")
+        .annotate(n=Count("pk"))
+        .order_by("bucket")
+    )
+    return [(int(bucket), n) for bucket, n in rows]
