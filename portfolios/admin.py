@@ -15,6 +15,7 @@ from django.contrib import admin
 
 from portfolios.models import (
     Account,
+    CashFlow,
     DriftAlert,
     DriftPosition,
     DriftScan,
@@ -26,6 +27,8 @@ from portfolios.models import (
     ModelVersion,
     Price,
     RebalanceRun,
+    Reconciliation,
+    ReconciliationBreak,
     Security,
     TaxLot,
     Transaction,
@@ -338,3 +341,38 @@ class RebalanceRunAdmin(ReadOnlyModelAdmin):
     search_fields = ["account__account_number", "input_hash"]
     date_hierarchy = "created_at"
     list_select_related = ["account", "created_by"]
+
+
+@admin.register(CashFlow)
+class CashFlowAdmin(ReadOnlyModelAdmin):
+    """Cash flows change cash balances: they come in through imports (and later fills), never
+    by hand here."""
+
+    list_display = ["account", "flow_date", "kind", "amount", "import_batch"]
+    list_filter = ["kind"]
+    search_fields = ["account__account_number", "account__name"]
+    date_hierarchy = "flow_date"
+    list_select_related = ["account"]
+
+
+@admin.register(Reconciliation)
+class ReconciliationAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "as_of", "created_at", "accounts_compared", "break_count"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(ReconciliationBreak)
+class ReconciliationBreakAdmin(ReadOnlyModelAdmin):
+    """Breaks are resolved on the reconciliation page (audited), not edited here."""
+
+    list_display = [
+        "account",
+        "security",
+        "custodian_quantity",
+        "book_quantity",
+        "difference",
+        "resolved_at",
+    ]
+    list_filter = ["resolved_at"]
+    search_fields = ["account__account_number"]
+    list_select_related = ["account", "security"]

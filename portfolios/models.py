@@ -522,9 +522,21 @@ class ImportBatch(WorkItem):
     )
     created_at = models.DateTimeField(default=timezone.now)
     dry_run = models.BooleanField(default=False)
+    forced = models.BooleanField(
+        default=False, help_text="Imported although a batch with the same file and kind exists."
+    )
+    file = models.FileField(
+        upload_to="imports/%Y/%m/",
+        blank=True,
+        help_text="The uploaded file as received (kept for lineage and for the worker).",
+    )
     rows_total = models.PositiveIntegerField(default=0)
+    rows_processed = models.PositiveIntegerField(default=0, help_text="Progress of a long import.")
     rows_accepted = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
+    summary = models.JSONField(
+        default=dict, blank=True, help_text="What was written: counts, affected accounts."
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
@@ -533,6 +545,92 @@ class ImportBatch(WorkItem):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.file_name} ({self.status})"
+
+
+class CashFlowKind(models.TextChoices):
+    DEPOSIT = "deposit", "Deposit"
+    WITHDRAWAL = "withdrawal", "Withdrawal"
+    DIVIDEND = "dividend", "Dividend"
+    INTEREST = "interest", "Interest"
+    FEE = "fee", "Fee"
+
+
+class CashFlow(models.Model):
+    """Money into (positive) or out of (negative) an account's cash, e.g. a client deposit."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="cash_flows")
+    flow_date = models.DateField()
+    amount = models.DecimalField(**MONEY)
+    kind = models.CharField(max_length=12, choices=CashFlowKind.choices)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    import_batch = models.ForeignKey(
+        "ImportBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-flow_date", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="cashflow_amount_nonzero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flow_date} {self.kind} {self.amount} ({self.account_id})"
+
+
+class Reconciliation(models.Model):
+    """One comparison of a custodian position file with the books (lots and cash)."""
+
+    import_batch = models.OneToOneField(
+        "ImportBatch", on_delete=models.PROTECT, related_name="reconciliation"
+    )
+    as_of = models.DateField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    accounts_compared = models.PositiveIntegerField(default=0)
+    positions_compared = models.PositiveIntegerField(default=0)
+    break_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.pk} as of {self.as_of}: {self.break_count} breaks"
+
+
+class ReconciliationBreak(models.Model):
+    """A difference between the custodian's quantity and ours (security empty: cash). Open
+    until resolved; accounts with open breaks are flagged."""
+
+    reconciliation = models.ForeignKey(
+        Reconciliation, on_delete=models.PROTECT, related_name="breaks"
+    )
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="recon_breaks")
+    security = models.ForeignKey(
+        Security, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    custodian_quantity = models.DecimalField(**QTY)
+    book_quantity = models.DecimalField(**QTY)
+    difference = models.DecimalField(**QTY)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolution = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["account", "security"]
+        indexes = [
+            models.Index(
+                fields=["account"], condition=Q(resolved_at__isnull=True), name="recon_open_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        what = self.security_id or "cash"
+        return f"break {self.account_id} {what}: {self.difference}"
 
 
 class RebalanceMode(models.TextChoices):

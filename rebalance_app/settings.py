@@ -178,6 +178,16 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# Uploaded import files, kept for lineage and read by the worker that imports them. Workers on
+# other machines need this on shared storage (or a django-storages backend).
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+MEDIA_URL = "/media/"
+# Imports with more rows than this run in a Celery task; smaller ones in the request.
+IMPORT_ASYNC_ROWS = env.int("IMPORT_ASYNC_ROWS", default=5000)
+# Upload size limit for imports (bytes).
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
 # ---------------------------------------------------------------------------
 # Security (production-safe unless DEBUG)
 # ---------------------------------------------------------------------------
@@ -321,3 +331,18 @@ DJANGO_STRUCTLOG_CELERY_ENABLED = True
 # ---------------------------------------------------------------------------
 DEMO_PASSWORD_DEFAULT = "rebalance-demo-2026"  # noqa: S105 - documented demo default
 STALE_PRICE_TRADING_DAYS = env.int("STALE_PRICE_TRADING_DAYS", default=3)
+
+# ---------------------------------------------------------------------------
+# Drift
+# ---------------------------------------------------------------------------
+# Accounts per chunk task of a firm scan: one transaction and one bulk read each.
+DRIFT_SCAN_CHUNK_SIZE = env.int("DRIFT_SCAN_CHUNK_SIZE", default=5000)
+# Absolute band of a position that has no band of its own (a held security outside the
+# model, a model target without bands, cash), as a weight: 0.03 is 3 percentage points.
+DRIFT_DEFAULT_ABS_BAND = env.float("DRIFT_DEFAULT_ABS_BAND", default=0.03)
+# Snapshots older than this that are neither an account's latest nor an alert's are deleted.
+DRIFT_SNAPSHOT_RETENTION_DAYS = env.int("DRIFT_SNAPSHOT_RETENTION_DAYS", default=400)
+if DRIFT_SCAN_CHUNK_SIZE < 1:
+    raise ImproperlyConfigured("DRIFT_SCAN_CHUNK_SIZE must be at least 1.")
+if not 0 <= DRIFT_DEFAULT_ABS_BAND <= 1:
+    raise ImproperlyConfigured("DRIFT_DEFAULT_ABS_BAND must be a weight between 0 and 1.")

@@ -28,3 +28,4 @@ AUDIT_CHECKPOINT_PATH = os.path.join(
 LOG_JSON = False
 LOGGING = configure_structlog(json=False, level="WARNING")
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"token": "1000/min"}}
+MEDIA_ROOT = os.path.join(tempfile.gettempdir(), f"rebalance-test-media-{os.getpid()}")
