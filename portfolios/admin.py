@@ -84,6 +84,15 @@ class PriceAdmin(AuditedModelAdmin):
     list_select_related = ["security"]
     show_full_result_count = False
 
+    def save_model(self, request: HttpRequest, obj: Price, form: ModelForm, change: bool) -> None:
+        from portfolios.services.drift import prices_changed
+
+        securities = {obj.security_id}
+        if change:
+            securities.add(Price.objects.values_list("security_id", flat=True).get(pk=obj.pk))
+        super().save_model(request, obj, form, change)
+        prices_changed(security_ids=securities)
+
 
 class ModelVersionInline(ReadOnlyInline):
     model = ModelVersion

@@ -444,9 +444,24 @@ class DriftPosition(models.Model):
     Kept for each account's latest snapshot and for breached snapshots; the positions of an
     older snapshot that did not breach are dropped when a newer scan replaces it."""
 
-    snapshot = models.ForeignKey(DriftSnapshot, on_delete=models.CASCADE, related_name="positions")
+    # Derived rows written only by the scan, millions per firm scan: no database-level foreign
+    # keys (their deferred row-by-row checks were half of a 100,000-account scan's time, see
+    # docs/performance.md). Django still cascades from snapshots and protects securities, and
+    # the unique (snapshot, security) index serves lookups by snapshot.
+    snapshot = models.ForeignKey(
+        DriftSnapshot,
+        on_delete=models.CASCADE,
+        related_name="positions",
+        db_constraint=False,
+        db_index=False,
+    )
     security = models.ForeignKey(
-        Security, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Security,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     weight = models.FloatField()
     target = models.FloatField()

@@ -354,3 +354,36 @@ def test_admin_password_change_is_audited_without_the_password(admin_client_, ou
     assert outsider.check_password("a-new-pass-phrase-7")
     event = AuditEvent.objects.get(action="user.admin_password_change")
     assert (event.object_id, event.before, event.after) == (str(outsider.pk), None, None)
+
+
+def test_admin_price_change_rescans_the_accounts_holding_that_security(
+    admin_user, account_a, account_b, security, django_capture_on_commit_callbacks, monkeypatch
+):
+    from django.test import Client
+
+    from portfolios.models import Price
+    from portfolios.services import drift as drift_services
+
+    requested: list[list[int]] = []
+    monkeypatch.setattr(
+        drift_services,
+        "drift_scan_request",
+        lambda *, actor, account_ids, trigger: requested.append(sorted(account_ids)),
+    )
+    price = Price.objects.get(security=security)
+    client = Client()
+    client.force_login(admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/admin/portfolios/price/{price.pk}/change/",
+            {
+                "security": security.pk,
+                "as_of": price.as_of.isoformat(),
+                "price": "151.00",
+                "source": "manual",
+                "avg_daily_volume": "",
+                "import_batch": "",
+            },
+        )
+    assert response.status_code == 302, response.content[:2000]
+    assert requested == [sorted([account_a.pk, account_b.pk])]
