@@ -26,9 +26,11 @@ from portfolios.models import (
     ModelTarget,
     ModelVersion,
     Price,
+    RebalanceBatch,
     RebalanceRun,
     Reconciliation,
     ReconciliationBreak,
+    RiskModel,
     Security,
     TaxLot,
     Transaction,
@@ -334,6 +336,13 @@ class ImportBatchAdmin(ReadOnlyModelAdmin):
     list_select_related = ["created_by"]
 
 
+@admin.register(RebalanceBatch)
+class RebalanceBatchAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "mode", "runs_total", "created_by", "created_at", "finished_at"]
+    list_filter = ["mode"]
+    list_select_related = ["created_by"]
+
+
 @admin.register(RebalanceRun)
 class RebalanceRunAdmin(ReadOnlyModelAdmin):
     list_display = [
@@ -346,7 +355,7 @@ class RebalanceRunAdmin(ReadOnlyModelAdmin):
         "created_by",
         "created_at",
     ]
-    list_filter = ["mode", "status", "solver"]
+    list_filter = ["mode", "status", "trigger", "solver"]
     search_fields = ["account__account_number", "input_hash"]
     date_hierarchy = "created_at"
     list_select_related = ["account", "created_by"]
@@ -385,3 +394,12 @@ class ReconciliationBreakAdmin(ReadOnlyModelAdmin):
     list_filter = ["resolved_at"]
     search_fields = ["account__account_number"]
     list_select_related = ["account", "security"]
+
+
+@admin.register(RiskModel)
+class RiskModelAdmin(ReadOnlyModelAdmin):
+    """Risk models are built by ``risk_model_build`` (audited); versions are never edited."""
+
+    list_display = ["version", "as_of", "is_current", "method", "window", "created_at"]
+    list_filter = ["is_current", "method"]
+    date_hierarchy = "as_of"

@@ -1,5 +1,6 @@
-"""The portfolios app. ``ready`` registers the drift scan as a work model (so the sweep
-re-enqueues a lost scan) and wires the drift event scan to ``holdings_changed``."""
+"""The portfolios app. ``ready`` registers the drift scan, imports and rebalance runs as work
+models (so the sweep re-enqueues lost ones) and wires the drift event scan to
+``holdings_changed``."""
 
 from __future__ import annotations
 
@@ -18,5 +19,6 @@ class PortfoliosConfig(AppConfig):
 
         register_work_model(DriftScan, SCAN_TASK)
         register_work_model(self.get_model("ImportBatch"), "portfolios.import_process")
+        register_work_model(self.get_model("RebalanceRun"), "portfolios.rebalance_run")
         if drift_event_scan not in services._holdings_changed_hooks:
             services.on_holdings_changed(drift_event_scan)

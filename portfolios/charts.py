@@ -177,3 +177,72 @@ def drift_history_figure(*, history: Sequence[Mapping[str, Any]]) -> dict[str, A
         **_layout_defaults(),
     )
     return _spec(fig)
+
+
+BEFORE_COLOR = "#9bb8e3"
+AFTER_COLOR = "#1f5fbf"
+TARGET_MARKER_COLOR = "#1d2430"
+
+
+def rebalance_weights_figure(
+    *,
+    tickers: Sequence[str],
+    before: Sequence[float],
+    after: Sequence[float],
+    target: Sequence[float],
+    cash_before: float | None,
+    cash_after: float | None,
+    cash_target: float | None,
+) -> dict[str, Any]:
+    """A proposal's weights (in %) before and after its trades as grouped bars per security,
+    plus cash, with each target drawn as a marker over its pair of bars.
+
+    ``before``, ``after`` and ``target`` are fractions in the order of ``tickers`` (a run's
+    ``security_ids``); securities at zero in all three (a substitute not bought) are left out.
+    """
+    rows = [
+        (t, b, a, w)
+        for t, b, a, w in zip(tickers, before, after, target, strict=True)
+        if abs(b) > 1e-9 or abs(a) > 1e-9 or abs(w) > 1e-9
+    ]
+    rows.append((CASH_LABEL, cash_before or 0.0, cash_after or 0.0, cash_target or 0.0))
+    labels = [r[0] for r in rows]
+    hover = "%{x}: %{y:.2f}%<extra>%{fullData.name}</extra>"
+    fig = go.Figure(
+        data=[
+            go.Bar(
+                name="Before",
+                x=labels,
+                y=[_pct(r[1]) for r in rows],
+                marker={"color": BEFORE_COLOR},
+                hovertemplate=hover,
+            ),
+            go.Bar(
+                name="After",
+                x=labels,
+                y=[_pct(r[2]) for r in rows],
+                marker={"color": AFTER_COLOR},
+                hovertemplate=hover,
+            ),
+            go.Scatter(
+                name="Target",
+                x=labels,
+                y=[_pct(r[3]) for r in rows],
+                mode="markers",
+                marker={
+                    "symbol": "line-ew-open",
+                    "size": 28,
+                    "color": TARGET_MARKER_COLOR,
+                    "line": {"width": 3, "color": TARGET_MARKER_COLOR},
+                },
+                hovertemplate=hover,
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        yaxis={"title": {"text": "Weight"}, "ticksuffix": "%", "rangemode": "tozero"},
+        xaxis={"type": "category"},
+        **_layout_defaults(),
+    )
+    return _spec(fig)

@@ -62,6 +62,7 @@ from portfolios.services import (
     household_assign_team,
     model_version_create,
 )
+from portfolios.services.risk import risk_model_refresh
 from rebalance_app.exceptions import ValidationFailed
 from rebalance_app.roles import Role
 
@@ -891,6 +892,8 @@ def demo_seed(
         result.created |= demo_households_ensure(
             history=history, sec_ids=sec_ids, versions=versions
         )
+    risk = risk_model_refresh(actor=ACTOR)  # from the committed prices; kept when up to date
+    _say(stdout, f"Risk model: {risk.get('skipped') or 'v{version} as of {as_of}.'.format(**risk)}")
     return result
 
 
@@ -1043,3 +1046,13 @@ def demo_counts() -> dict[str, int]:
         "lots": TaxLot.objects.count(),
         "transactions": Transaction.objects.count(),
     }
+
+
+def demo_analyze() -> None:
+    """Refresh PostgreSQL's planner statistics after a bulk load: with the counts of an empty
+    database the planner reads a security's whole price history to find its latest price."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")

@@ -664,10 +664,100 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class RiskModel(models.Model):
+    """A factor risk model ``Sigma = B F B' + D`` estimated from the price history (DESIGN 5).
+
+    Stored as parallel arrays so one row loads the whole model: ``security_ids`` (N) with
+    ``exposures`` (N x K, one row per security, regression betas on the factor returns),
+    ``specific_var`` (N) and ``factor_cov`` (K x K). Variances are annualised (252 sessions).
+    ``fallbacks`` maps a security id (as a string) to why its row is a fallback (too little
+    history). Versions only grow; ``is_current`` marks the one the optimizer uses.
+    """
+
+    version = models.PositiveIntegerField(unique=True)
+    as_of = models.DateField(db_index=True, help_text="Last price date used in the estimate.")
+    is_current = models.BooleanField(default=True)
+    method = models.CharField(max_length=40, default="etf_factor_regression")
+    window = models.PositiveIntegerField(help_text="Daily returns in the estimation window.")
+    min_observations = models.PositiveIntegerField()
+    factors = models.JSONField(default=list, help_text="Factor names (ETF tickers), K of them.")
+    factor_cov = models.JSONField(default=list)
+    security_ids = models.JSONField(default=list)
+    exposures = models.JSONField(default=list)
+    specific_var = models.JSONField(default=list)
+    fallbacks = models.JSONField(default=dict, blank=True)
+    diagnostics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"], condition=Q(is_current=True), name="one_current_risk_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"risk model v{self.version} ({self.as_of})"
+
+
+class RebalanceTrigger(models.TextChoices):
+    MANUAL = "manual", "Proposed by a user"
+    AUTO = "auto", "Auto-proposed on breach"
+    REPLAY = "replay", "Re-run of a stored run"
+
+
+class RebalanceBatch(models.Model):
+    """Many accounts proposed together (a list, or every breached account of a model): one
+    run per account, fanned out as one Celery task each; progress is counted from the runs."""
+
+    mode = models.CharField(max_length=20, choices=RebalanceMode.choices)
+    parameters = models.JSONField(default=dict, blank=True)
+    selection = models.JSONField(default=dict, blank=True, help_text="How accounts were chosen.")
+    skipped = models.JSONField(
+        default=list, blank=True, help_text="Accounts not run, each with the reason."
+    )
+    runs_total = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "rebalance batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} {self.mode} ({self.runs_total} runs)"
+
+
 class RebalanceRun(WorkItem):
-    """One optimization of one account, with everything needed to reproduce and explain it."""
+    """One optimization of one account, with everything needed to reproduce and explain it.
+
+    ``trades`` is the current proposal (after any edits by the PM); ``edits`` lists each edit
+    with the trade before and after; ``input_snapshot`` holds the optimizer's inputs exactly
+    (``input_hash`` is its SHA-256), so :func:`rebalance_run_replay` reproduces the trades.
+    """
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="rebalance_runs")
+    batch = models.ForeignKey(
+        RebalanceBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    trigger = models.CharField(
+        max_length=10, choices=RebalanceTrigger.choices, default=RebalanceTrigger.MANUAL
+    )
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays"
+    )
+    risk_model = models.ForeignKey(
+        RiskModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    edits = models.JSONField(default=list, blank=True)
+    timings_ms = models.JSONField(
+        default=dict, blank=True, help_text="Milliseconds spent loading, solving and storing."
+    )
     mode = models.CharField(max_length=20, choices=RebalanceMode.choices)
     parameters = models.JSONField(default=dict, blank=True)
     model_version = models.ForeignKey(
@@ -688,6 +778,7 @@ class RebalanceRun(WorkItem):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "-created_at"], name="run_account_idx")]
 
     def __str__(self) -> str:
         return f"run {self.pk} {self.account_id} {self.mode} ({self.status})"

@@ -35,4 +35,4 @@ def drift_scan_periodic() -> dict[str, Any]:
     return drift_scan_scheduled()
 
 
-from portfolios import tasks_imports  # noqa: E402,F401
+from portfolios import tasks_imports, tasks_rebalance, tasks_risk  # noqa: E402,F401

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portfolios import import_views, views
+from portfolios import import_views, views, views_rebalance
 
 app_name = "portfolios"
 urlpatterns = [
@@ -27,4 +27,52 @@ urlpatterns = [
         name="reconciliation_break_resolve",
     ),
     path("data-quality/", import_views.data_quality_view, name="data_quality"),
+    # Rebalance proposals
+    path(
+        "accounts/<int:pk>/rebalance/",
+        views_rebalance.rebalance_propose_view,
+        name="rebalance_propose",
+    ),
+    path("rebalance/runs/", views_rebalance.rebalance_run_list_view, name="rebalance_runs"),
+    path(
+        "rebalance/runs/basket/",
+        views_rebalance.rebalance_runs_basket_view,
+        name="rebalance_runs_basket",
+    ),
+    path("rebalance/runs/<int:pk>/", views_rebalance.rebalance_run_view, name="rebalance_run"),
+    path(
+        "rebalance/runs/<int:pk>/status/",
+        views_rebalance.rebalance_run_status_view,
+        name="rebalance_run_status",
+    ),
+    path(
+        "rebalance/runs/<int:pk>/edit-trade/",
+        views_rebalance.rebalance_run_trade_edit_view,
+        name="rebalance_run_trade_edit",
+    ),
+    path(
+        "rebalance/runs/<int:pk>/basket/",
+        views_rebalance.rebalance_run_basket_view,
+        name="rebalance_run_basket",
+    ),
+    path(
+        "rebalance/runs/<int:pk>/replay/",
+        views_rebalance.rebalance_run_replay_view,
+        name="rebalance_run_replay",
+    ),
+    path(
+        "rebalance/batches/new/",
+        views_rebalance.rebalance_batch_create_view,
+        name="rebalance_batch_create",
+    ),
+    path(
+        "rebalance/batches/<int:pk>/",
+        views_rebalance.rebalance_batch_view,
+        name="rebalance_batch",
+    ),
+    path(
+        "rebalance/batches/<int:pk>/status/",
+        views_rebalance.rebalance_batch_status_view,
+        name="rebalance_batch_status",
+    ),
 ]

@@ -30,6 +30,7 @@ from portfolios.charts import (
     drift_history_figure,
     holdings_vs_target_figure,
 )
+from portfolios.forms_rebalance import BATCH_MODES
 from portfolios.models import Account, DriftPosition, ScanTrigger
 from portfolios.selectors import (
     account_get,
@@ -59,6 +60,7 @@ from portfolios.valuation import (
     holdings_unrealized,
     lot_rows,
 )
+from portfolios.views_rebalance import account_rebalance_context, batch_models
 from rebalance_app.exceptions import ApplicationError, NotFound
 from rebalance_app.roles import Role, user_roles
 from rebalance_app.work import WorkStatus
@@ -216,6 +218,7 @@ def account_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
         "transactions": list(account_transactions(account=account)[:RECENT_TRANSACTIONS]),
         "recent_transactions": RECENT_TRANSACTIONS,
     }
+    context.update(account_rebalance_context(request.user, account))
     return render(request, "portfolios/account_detail.html", context)
 
 
@@ -364,6 +367,11 @@ def drift_dashboard_view(request: HttpRequest) -> HttpResponse:
                 "scan": scan,
                 "scan_poll": scan is not None and scan.status in _SCAN_PENDING,
                 "poll_seconds": SCAN_POLL_SECONDS,
+                # only PMs and Admin may propose: Ops and Compliance skip the query
+                "batch_models": batch_models(user)
+                if user.is_superuser or Role.PM.value in user_roles(user)
+                else [],
+                "batch_modes": BATCH_MODES,
             }
         )
         response = render(request, "portfolios/drift_dashboard.html", context)

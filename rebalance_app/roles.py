@@ -28,6 +28,7 @@ REFERENCE_VIEW = [
     "portfolios.view_modelportfolio",
     "portfolios.view_modelversion",
     "portfolios.view_modeltarget",
+    "portfolios.view_riskmodel",
 ]
 FIRM_VIEW = [
     "portfolios.view_household",

@@ -229,6 +229,9 @@ CONTENT_SECURITY_POLICY = {
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
+# The queue tasks go to when nothing routes them elsewhere, chord callbacks sent by a worker
+# included: give each environment sharing one Redis its own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -313,6 +316,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two models have a field named "trigger" with different choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "ScanTriggerEnum": "portfolios.models.ScanTrigger",
+        "RebalanceTriggerEnum": "portfolios.models.RebalanceTrigger",
+    },
 }
 
 # ---------------------------------------------------------------------------
@@ -346,3 +354,49 @@ if DRIFT_SCAN_CHUNK_SIZE < 1:
     raise ImproperlyConfigured("DRIFT_SCAN_CHUNK_SIZE must be at least 1.")
 if not 0 <= DRIFT_DEFAULT_ABS_BAND <= 1:
     raise ImproperlyConfigured("DRIFT_DEFAULT_ABS_BAND must be a weight between 0 and 1.")
+
+# ---------------------------------------------------------------------------
+# Rebalancing (optimizer)
+# ---------------------------------------------------------------------------
+# Transaction costs in the objective: commission as a fraction of traded notional, and the
+# half bid-ask spread in basis points of price (cash-like securities trade without a spread).
+REBALANCE_COMMISSION_RATE = env.float("REBALANCE_COMMISSION_RATE", default=0.0)
+REBALANCE_HALF_SPREAD_BPS = env.float("REBALANCE_HALF_SPREAD_BPS", default=2.0)
+# Mode of the proposal made for an account that asked for one when it newly breaches.
+REBALANCE_AUTO_MODE = env.str("REBALANCE_AUTO_MODE", default="tolerance")
+# Tax-loss harvesting sells lots whose loss is at least this fraction of their cost.
+REBALANCE_TLH_LOSS_THRESHOLD = env.float("REBALANCE_TLH_LOSS_THRESHOLD", default=0.05)
+# Runs of a batch per Celery task: the task reads the chunk's inputs in one go.
+REBALANCE_BATCH_CHUNK_SIZE = env.int("REBALANCE_BATCH_CHUNK_SIZE", default=20)
+if REBALANCE_BATCH_CHUNK_SIZE < 1:
+    raise ImproperlyConfigured("REBALANCE_BATCH_CHUNK_SIZE must be at least 1.")
+if not 0 <= REBALANCE_COMMISSION_RATE < 0.1:
+    raise ImproperlyConfigured("REBALANCE_COMMISSION_RATE must be a fraction in [0, 0.1).")
+if not 0 <= REBALANCE_HALF_SPREAD_BPS < 1000:
+    raise ImproperlyConfigured("REBALANCE_HALF_SPREAD_BPS must be in [0, 1000) basis points.")
+if REBALANCE_AUTO_MODE not in ("full", "tolerance"):
+    raise ImproperlyConfigured("REBALANCE_AUTO_MODE must be 'full' or 'tolerance'.")
+if not 0 <= REBALANCE_TLH_LOSS_THRESHOLD < 1:
+    raise ImproperlyConfigured("REBALANCE_TLH_LOSS_THRESHOLD must be a fraction in [0, 1).")
+
+# ---------------------------------------------------------------------------
+# Risk model
+# ---------------------------------------------------------------------------
+# Tickers of the factor ETFs whose daily returns are the factors of Sigma = B F B' + D.
+RISK_FACTOR_TICKERS = [
+    t.strip().upper()
+    for t in env.list("RISK_FACTOR_TICKERS", default=["MTUM", "QUAL", "SIZE", "USMV", "VLUE"])
+    if t.strip()
+]
+# Daily returns in the estimation window, and the fewest a security needs to be regressed.
+RISK_MODEL_WINDOW = env.int("RISK_MODEL_WINDOW", default=252)
+RISK_MODEL_MIN_OBSERVATIONS = env.int("RISK_MODEL_MIN_OBSERVATIONS", default=60)
+if not RISK_FACTOR_TICKERS:
+    raise ImproperlyConfigured("RISK_FACTOR_TICKERS must name at least one factor ETF.")
+if RISK_MODEL_WINDOW < 2:
+    raise ImproperlyConfigured("RISK_MODEL_WINDOW must be at least 2 sessions.")
+if not len(RISK_FACTOR_TICKERS) + 2 <= RISK_MODEL_MIN_OBSERVATIONS <= RISK_MODEL_WINDOW:
+    raise ImproperlyConfigured(
+        "RISK_MODEL_MIN_OBSERVATIONS must be at least the number of factor tickers + 2 and at "
+        "most RISK_MODEL_WINDOW."
+    )

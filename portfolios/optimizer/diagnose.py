@@ -5,7 +5,10 @@ constraints (cash reserve or cash-raise amount, minimum and maximum weights, sec
 turnover, realized-gains budget) with non-negative slacks priced far above any objective term.
 Trades stay within the hard bounds (no shorts, restrictions, wash-sale blocks), so the slack
 problem is always feasible (not trading at all satisfies it); the slacks that are non-zero at
-its optimum are the constraints in conflict, reported in words a PM reads.
+its optimum are the constraints in conflict, reported in words a PM reads. An ESG sell-out is
+a maximum weight of 0, so when its slack gives way the message names the sell-out and what
+keeps the position (a no-sell restriction on the security or some of its lots, a wash-sale
+block on its loss lots).
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ MSG_SECTOR = "sector {sector} maximum weight {limit} cannot be met (reachable {r
 MSG_TURNOVER = "turnover limit {limit} is too tight (needs {reached})"
 MSG_GAINS = "realized-gains budget {limit} is too small (needs at least {reached} of gains)"
 MSG_UNKNOWN = "no single constraint gives way; check the inputs"
+MSG_SELL_OUT = "ESG sell-out of {symbol} cannot be met: {causes}"
+MSG_SELL_OUT_NO_SELL = "a no-sell restriction applies to {symbol}"
+MSG_SELL_OUT_LOT_NO_SELL = "a no-sell restriction applies to {lots} of {symbol}"
+MSG_SELL_OUT_WASH = "a wash-sale block applies to {lots} of {symbol}"
+MSG_SELL_OUT_OTHER = "{symbol} can only fall to {reached}"
 
 
 def _money(value: float) -> str:
@@ -86,6 +94,47 @@ def _cash_conflict(
     return template.format(**fields), detail
 
 
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _sell_out_conflict(
+    arrays: ProblemArrays, problem: AccountProblem, j: int, reached: float
+) -> tuple[str, dict[str, Any]]:
+    """Why security ``j`` cannot be sold out: its own restriction, its lots', wash sales."""
+    symbol = problem.symbol(j)
+    lots = problem.lots
+    held = (lots.security == j) & (lots.quantity > 0)
+    causes: list[str] = []
+    kinds: list[str] = []
+    if problem.securities.no_sell[j]:
+        causes.append(MSG_SELL_OUT_NO_SELL.format(symbol=symbol))
+        kinds.append("no_sell")
+    else:
+        lot_blocked = held & lots.no_sell
+        if lot_blocked.any():
+            count = _count(int(lot_blocked.sum()), "lot")
+            causes.append(MSG_SELL_OUT_LOT_NO_SELL.format(lots=count, symbol=symbol))
+            kinds.append("lot_no_sell")
+        if problem.wash_sell_blocked is not None:
+            wash = held & ~lots.no_sell & problem.wash_sell_blocked & (arrays.gain_lot < 0)
+            if wash.any():
+                count = _count(int(wash.sum()), "loss lot")
+                causes.append(MSG_SELL_OUT_WASH.format(lots=count, symbol=symbol))
+                kinds.append("wash_sale")
+    if not causes:
+        causes.append(MSG_SELL_OUT_OTHER.format(symbol=symbol, reached=_pct(reached)))
+    text = MSG_SELL_OUT.format(symbol=symbol, causes=" and ".join(causes))
+    detail = {
+        "constraint": "sell_out",
+        "security": symbol,
+        "causes": kinds,
+        "limit": 0.0,
+        "reachable": float(reached),
+    }
+    return text, detail
+
+
 def infeasible_conflicts(
     arrays: ProblemArrays, problem: AccountProblem, *, solver: str = "CLARABEL"
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -105,6 +154,9 @@ def infeasible_conflicts(
     ):
         for j in np.flatnonzero(value[name] > SLACK_TOLERANCE):
             reached = limits[j] + sign * value[name][j]
+            if name == "w_max" and arrays.sell_out is not None and arrays.sell_out[j]:
+                conflicts.append(_sell_out_conflict(arrays, problem, int(j), float(reached)))
+                continue
             text = template.format(
                 limit=_pct(limits[j]), symbol=problem.symbol(int(j)), reached=_pct(reached)
             )

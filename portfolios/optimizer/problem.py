@@ -21,7 +21,10 @@ enter only through vectors (parameter values) and never the constraint matrix. W
 - cash ``c = c0/V + 1'x - 1'y - costs >= reserve/V`` (plus the amount in cash-raise mode).
 
 :func:`problem_arrays` turns an :class:`AccountProblem` into these scaled vectors; every mode,
-restriction and wash-sale block becomes a bound (a value), not a change of structure.
+restriction and wash-sale block becomes a bound (a value), not a change of structure. An ESG
+sell-out (``Securities.sell_out``) is target 0, maximum weight 0 and no buys in the modes
+that sell, and no buys elsewhere. Round lots (``Securities.round_lot``) are not part of the
+convex problem: the repair (``repair.py``) rounds to them.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ MSG_EMPTY = "The account has no value to rebalance (cash and holdings are zero).
 MSG_CASH_RAISE = "A cash raise needs a positive amount."
 MSG_TLH_TAXABLE = "Tax-loss harvesting applies to taxable accounts only."
 MSG_SUBSTITUTE = "Substitute map entries must be distinct security indexes in [0, {n})."
+MSG_ROUND_LOT = "Every round lot must be positive; {count} are not."
 
 
 class Mode(enum.StrEnum):
@@ -67,12 +71,23 @@ class Mode(enum.StrEnum):
     TLH = "tlh"
 
 
+# Modes that sell, and so carry out an ESG sell-out (target and maximum weight 0).
+SELL_OUT_MODES = frozenset({Mode.FULL, Mode.TOLERANCE, Mode.CASH_RAISE})
+
+
 @dataclass(frozen=True, eq=False)
 class Securities:
     """Per-security inputs, each of shape ``(N,)``.
 
     Weights are fractions of account value; ``band_lower``/``band_upper`` are the tolerance
     band half-widths around the target; ``half_spread`` is in currency per share.
+    ``round_lot`` (shares; ``None`` or a value of 1 means single shares) makes the repair trade
+    that security in multiples of its lot, fractional accounts included (a sell that closes
+    the position is exempt). ``sell_out`` marks ESG sell-outs: no buys, and in the modes that
+    sell (full, tolerance, cash raise) target and maximum weight 0, so every lot that can be
+    sold is sold (an unsellable lot makes the problem infeasible, and the diagnosis says why);
+    cash invest and tax-loss harvest only stop buying them. An ESG screen that only forbids
+    buys is ``no_buy``.
     """
 
     price: FloatArray
@@ -86,6 +101,8 @@ class Securities:
     no_sell: BoolArray
     half_spread: FloatArray
     symbols: tuple[str, ...] = ()
+    round_lot: FloatArray | None = None
+    sell_out: BoolArray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,6 +205,7 @@ class ProblemArrays:
     tracking_weight: float
     drift_weight: float
     merge: FloatArray | None
+    sell_out: BoolArray | None = None
 
     def shape_key(self, mode: Mode) -> tuple[object, ...]:
         """Cache key of the compiled problem: sizes, mode and the lot-to-security map.
@@ -198,6 +216,8 @@ class ProblemArrays:
         digest = hashlib.blake2b(self.lot_security.tobytes(), digest_size=12)
         if self.merge is not None:
             digest.update(np.ascontiguousarray(self.merge).tobytes())
+        if self.sector_matrix.shape[0]:
+            digest.update(np.ascontiguousarray(self.sector_matrix).tobytes())
         n = self.w0.shape[0]
         return (
             n,
@@ -249,6 +269,12 @@ def problem_validate(problem: AccountProblem) -> None:
         _check("factor_cov", problem.factor_cov, (k, k))
     if problem.specific_var is not None:
         _check("specific_var", problem.specific_var, (n,))
+    if sec.round_lot is not None:
+        _check("round_lot", np.asarray(sec.round_lot, dtype=float), (n,))
+        if np.any(np.asarray(sec.round_lot) <= 0):
+            raise ProblemInvalid(MSG_ROUND_LOT.format(count=int(np.sum(sec.round_lot <= 0))))
+    if sec.sell_out is not None:
+        _check("sell_out", np.asarray(sec.sell_out), (n,))
     if problem.wash_buy_blocked is not None:
         _check("wash_buy_blocked", problem.wash_buy_blocked, (n,))
     if problem.wash_sell_blocked is not None:
@@ -277,6 +303,22 @@ def problem_value(problem: AccountProblem) -> float:
     return float(problem.cash + np.dot(p[problem.lots.security], problem.lots.quantity))
 
 
+def problem_round_lot(problem: AccountProblem) -> FloatArray:
+    """Round lot per security in shares (1 where none is set): shape ``(N,)``."""
+    lot = problem.securities.round_lot
+    if lot is None:
+        return np.ones(problem.n_securities)
+    return np.maximum(np.asarray(lot, dtype=float), 1.0)
+
+
+def problem_sell_out(problem: AccountProblem) -> BoolArray:
+    """ESG sell-out flags (all False when none is set): shape ``(N,)``."""
+    flags = problem.securities.sell_out
+    if flags is None:
+        return np.zeros(problem.n_securities, dtype=bool)
+    return np.asarray(flags, dtype=bool)
+
+
 def problem_arrays(problem: AccountProblem) -> ProblemArrays:
     """Scale the problem to fractions of ``V`` and turn modes and restrictions into bounds."""
     problem_validate(problem)
@@ -300,7 +342,8 @@ def problem_arrays(problem: AccountProblem) -> ProblemArrays:
     sell_ok = ~lots.no_sell & ~sec.no_sell[lots.security]
     if problem.wash_sell_blocked is not None:
         sell_ok &= ~(problem.wash_sell_blocked & (gain_frac < 0))
-    buy_ok = ~sec.no_buy.copy()
+    sell_out = problem_sell_out(problem)
+    buy_ok = ~sec.no_buy & ~sell_out
     if problem.wash_buy_blocked is not None:
         buy_ok &= ~problem.wash_buy_blocked
 
@@ -310,7 +353,8 @@ def problem_arrays(problem: AccountProblem) -> ProblemArrays:
     cash_min = problem.reserve / value
     if problem.mode == Mode.TOLERANCE:
         lo, hi = target - sec.band_lower, target + sec.band_upper
-        outside = (w0 < lo - 1e-12) | (w0 > hi + 1e-12)
+        # A sell-out is a restriction, not a drift: it trades whatever its band says.
+        outside = (w0 < lo - 1e-12) | (w0 > hi + 1e-12) | sell_out
         buy_ok &= outside
         sell_ok &= outside[lots.security]
         w_min = np.where(outside, np.maximum(w_min, lo), w_min)
@@ -324,6 +368,9 @@ def problem_arrays(problem: AccountProblem) -> ProblemArrays:
         sell_ok[:] = False
     elif problem.mode == Mode.CASH_RAISE:
         cash_min += problem.cash_amount / value
+        # The amount leaves the account: the targets apply to what remains, V - amount, so
+        # over V (the solver's unit) each security aims at w* (V - amount) / V.
+        target = target * max(0.0, 1.0 - problem.cash_amount / value)
     elif problem.mode == Mode.TLH:
         sell_ok &= gain_frac <= -problem.tlh_loss_threshold
         harvested = np.zeros(n, dtype=bool)
@@ -339,6 +386,15 @@ def problem_arrays(problem: AccountProblem) -> ProblemArrays:
         target = merge @ w0
         w_min = np.minimum(w_min, w0)
         w_max = np.maximum(w_max, w0)
+
+    if problem.mode in SELL_OUT_MODES:
+        target[sell_out] = 0.0
+        w_min[sell_out] = 0.0
+        w_max[sell_out] = 0.0
+    elif problem.mode == Mode.CASH_INVEST:
+        # Buy-only: the position cannot shrink, but the rest is invested as if it were gone.
+        target[sell_out] = 0.0
+        w_min[sell_out] = 0.0
 
     n_sec = problem.n_sectors
     sector_matrix = np.zeros((n_sec, n))
@@ -380,4 +436,5 @@ def problem_arrays(problem: AccountProblem) -> ProblemArrays:
         tracking_weight=problem.tracking_weight,
         drift_weight=problem.drift_weight,
         merge=merge,
+        sell_out=sell_out & (problem.mode in SELL_OUT_MODES),
     )

@@ -841,6 +841,10 @@ def _alerts_update(
             after=after,
         )
 
+    auto = [int(meta.account_ids[a]) for a in raise_idx.tolist() if meta.auto_propose[a]]
+    if auto:
+        transaction.on_commit(lambda: _auto_propose_send(auto), robust=True)
+
     cleared = [
         DriftAlert(
             pk=open_alerts[int(meta.account_ids[a])],
@@ -867,6 +871,13 @@ def _alerts_update(
             },
         )
     return len(created), len(cleared)
+
+
+def _auto_propose_send(account_ids: list[int]) -> None:
+    """Ask for proposals for newly breached accounts that want them (DESIGN 4)."""
+    from rebalance_app.celery import app
+
+    app.send_task("portfolios.rebalance_auto_propose", args=[account_ids])
 
 
 # ---------------------------------------------------------------------------

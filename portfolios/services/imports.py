@@ -371,14 +371,16 @@ def _finish_failed(
 
 
 def _after_commit_hooks(kind: str, summary: dict[str, Any]) -> None:
-    """Request event drift scans of the affected accounts once the import commits."""
+    """Request event drift scans of the affected accounts once the import commits (and, for
+    prices, a risk model rebuild)."""
     from portfolios import services
-    from portfolios.services import drift
+    from portfolios.services import drift, risk
 
     if kind == ImportKind.PRICES:
         summary["rescanned_account_ids"] = drift.prices_changed(
             security_ids=summary.get("security_ids", [])
         )
+        risk.risk_model_rebuild_request()
     elif kind in HOLDINGS_KINDS:
         services.holdings_changed(account_ids=summary.get("account_ids", []))
 

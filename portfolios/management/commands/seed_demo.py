@@ -9,7 +9,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portfolios.demo import demo_counts, demo_firm_has_accounts, demo_scale, demo_seed
+from portfolios.demo import (
+    demo_analyze,
+    demo_counts,
+    demo_firm_has_accounts,
+    demo_scale,
+    demo_seed,
+)
 from rebalance_app.exceptions import ApplicationError
 
 IF_EMPTY_SKIPPED = "Accounts already exist: nothing to seed (--if-empty)."
@@ -66,6 +72,7 @@ class Command(BaseCommand):
                 )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
+        demo_analyze()
 
         self.stdout.write("")
         self.stdout.write(f"{'user':<12} {'roles':<22} password")

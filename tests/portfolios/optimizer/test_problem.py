@@ -125,3 +125,43 @@ def test_bad_shapes_and_prices_are_rejected_with_a_message() -> None:
     with pytest.raises(ProblemInvalid) as info:
         problem_arrays(replace(base, mode=Mode.TLH))
     assert info.value.message == "Tax-loss harvesting applies to taxable accounts only."
+
+
+def test_an_esg_sell_out_is_target_and_maximum_zero_in_the_modes_that_sell() -> None:
+    base = two_securities(taxable=True, substitutes={1: 0}, reserve=0.0)
+    flagged = replace(base, securities=replace(base.securities, sell_out=np.array([False, True])))
+    for mode in (Mode.FULL, Mode.TOLERANCE, Mode.CASH_RAISE):
+        arrays = problem_arrays(replace(flagged, mode=mode, cash_amount=100.0))
+        assert (arrays.target[1], arrays.w_min[1], arrays.w_max[1]) == (0.0, 0.0, 0.0)
+        assert arrays.buy_cap[1] == 0.0
+        assert arrays.lot_cap[2] == pytest.approx(0.3)
+        assert arrays.sell_out is not None
+        assert arrays.sell_out.tolist() == [False, True]
+    invest = problem_arrays(replace(flagged, mode=Mode.CASH_INVEST))
+    assert (invest.target[1], invest.w_max[1], invest.buy_cap[1]) == (0.0, 1.0, 0.0)
+    assert invest.sell_out is not None
+    assert not invest.sell_out.any()
+    harvest = problem_arrays(replace(flagged, mode=Mode.TLH))
+    assert harvest.buy_cap[1] == 0.0
+    assert harvest.sell_out is not None
+    assert not harvest.sell_out.any()
+
+
+def test_new_security_fields_are_checked() -> None:
+    base = two_securities()
+    with pytest.raises(ProblemInvalid) as info:
+        problem_arrays(
+            replace(base, securities=replace(base.securities, sell_out=np.ones(3, bool)))
+        )
+    assert info.value.message == "sell_out has shape (3,), expected (2,)."
+    with pytest.raises(ProblemInvalid) as info:
+        problem_arrays(
+            replace(base, securities=replace(base.securities, round_lot=np.array([100.0, -1])))
+        )
+    assert info.value.message == "Every round lot must be positive; 1 are not."
+
+
+def test_shape_key_includes_the_sector_map() -> None:
+    base = two_securities(sector_max=np.array([0.8, 0.8]))
+    moved = replace(base, securities=replace(base.securities, sector=np.array([0, 1])))
+    assert problem_arrays(base).shape_key(Mode.FULL) != problem_arrays(moved).shape_key(Mode.FULL)

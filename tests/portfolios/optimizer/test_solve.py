@@ -421,3 +421,38 @@ def test_after_repair_holdings_are_non_negative_and_cash_covers_the_reserve(
         np.testing.assert_array_equal(result.sell_shares, np.round(result.sell_shares))
     if mode == Mode.CASH_INVEST:
         assert result.sell_shares.sum() == 0
+
+
+def test_clarabel_without_refinement_gives_the_same_trades_as_with_it(monkeypatch) -> None:
+    # SOLVER_OPTIONS turns Clarabel's iterative refinement off for speed; it must not change
+    # the answer beyond solver tolerance, nor the repaired trades.
+    problems = [factor_account(seed) for seed in range(4, 10)]
+    fast = [optimize(problem) for problem in problems]
+    relaxed_fast = [solve_relaxed(problem).terms_after.objective for problem in problems]
+    monkeypatch.setitem(solve_module.SOLVER_OPTIONS, "CLARABEL", {})
+    cache_clear()
+    for problem, result, objective in zip(problems, fast, relaxed_fast, strict=True):
+        accurate = optimize(problem)
+        assert solve_relaxed(problem).terms_after.objective == pytest.approx(objective, abs=1e-8)
+        lots = problem.lots.security
+        np.testing.assert_array_equal(
+            np.bincount(lots, weights=result.sell_shares, minlength=8),
+            np.bincount(lots, weights=accurate.sell_shares, minlength=8),
+        )
+        np.testing.assert_array_equal(result.buy_shares, accurate.buy_shares)
+    cache_clear()
+
+
+def test_an_inaccurate_clarabel_answer_is_retried_with_refinement(monkeypatch) -> None:
+    # One interior-point iteration cannot converge; the retry (with enough iterations here)
+    # answers before the fallback solver is tried.
+    monkeypatch.setitem(solve_module.SOLVER_OPTIONS, "CLARABEL", {"max_iter": 1})
+    monkeypatch.setitem(
+        solve_module.ACCURATE_OPTIONS,
+        "CLARABEL",
+        {"max_iter": 200, "iterative_refinement_enable": True},
+    )
+    cache_clear()
+    result = solve_relaxed(account())
+    assert (result.solver, result.status) == ("CLARABEL", cp.OPTIMAL)
+    cache_clear()
