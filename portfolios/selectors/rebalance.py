@@ -73,12 +73,16 @@ def rebalance_run_get(*, user: AbstractBaseUser, pk: Any) -> RebalanceRun:
 
 
 def rebalance_batches_visible_to(user: AbstractBaseUser) -> QuerySet[RebalanceBatch]:
-    """A batch is visible to its creator, and to roles that see the whole firm."""
+    """A batch is visible to its creator, to whoever may see one of its accounts (a PM's
+    teammates), and to roles that see the whole firm."""
     if not user.is_authenticated:
         return RebalanceBatch.objects.none()
     if user.is_superuser or user.has_perm("portfolios.view_rebalancerun"):
         return RebalanceBatch.objects.all()
-    return RebalanceBatch.objects.filter(created_by=user)
+    with_visible_runs = RebalanceRun.objects.filter(
+        account__in=accounts_visible_to(user).values("pk")
+    ).values("batch_id")
+    return RebalanceBatch.objects.filter(Q(created_by=user) | Q(pk__in=with_visible_runs))
 
 
 def rebalance_batch_get(*, user: AbstractBaseUser, pk: Any) -> RebalanceBatch:

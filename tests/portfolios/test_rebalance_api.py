@@ -144,3 +144,18 @@ def test_a_batch_request_answers_202_with_its_progress_url(book, pm, monkeypatch
     progress = client_for(pm).get(body["status_url"]).json()["progress"]
     assert progress["queued"] == 1
     assert progress["finished"] is False
+
+
+def test_a_batch_is_visible_to_the_creators_teammates_but_not_to_another_team(
+    book, pm, team_a, other_pm, monkeypatch
+):
+    from portfolios.models import DriftSnapshot
+    from tests.conftest import _user
+
+    DriftSnapshot.objects.create(account=book.breached, breached=True, is_latest=True)
+    monkeypatch.setattr(svc, "_batch_dispatch", lambda b, ids: None)
+    batch = client_for(pm).post(RUNS, {"model": book.core.pk, "mode": "full"}, format="json")
+    url = batch.json()["status_url"]
+    teammate = _user("pm-teammate", "PM", team_a.name)
+    assert client_for(teammate).get(url).status_code == 200
+    assert client_for(other_pm).get(url).status_code == 404
