@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from compliance.audit_chain import ChainEvent, VerifyResult, verify_chain
-from compliance.models import AuditEvent
+from compliance.models import AuditEvent, ComplianceResult
 from compliance.services.audit import audit_checkpoints_read
-from rebalance_app.exceptions import PermissionDenied
+from rebalance_app.exceptions import NotFound, PermissionDenied
 from rebalance_app.roles import Role, user_has_role
 
 if TYPE_CHECKING:
@@ -110,3 +110,43 @@ def audit_chain_verify_since_last_checkpoint() -> VerifyResult:
             False, 0, head[0], head[1], anchor[0] if anchor else None, last.seq, problem
         )
     return verify_chain(_chain_events(after_seq=last.seq), start=last)
+
+
+# ---------------------------------------------------------------------------
+# Compliance results (pre-trade checks of baskets)
+# ---------------------------------------------------------------------------
+
+RESULTS_BASKET_NOT_FOUND = "Basket {id} not found."
+
+
+def compliance_results_for_basket(
+    *, user: AbstractBaseUser, basket_id: Any, check_run: int | None = None
+) -> QuerySet[ComplianceResult]:
+    """The compliance results of one basket (one check when ``check_run`` is given), latest
+    check first, for a user who may see every account the basket trades (Ops, Compliance and
+    Admin see all). Anything else is NotFound, like an unknown basket."""
+    from django.db.models import Exists, OuterRef
+
+    from orders.models import Order, TradeBasket
+    from portfolios.selectors import accounts_visible_to
+
+    not_found = NotFound(RESULTS_BASKET_NOT_FOUND.format(id=basket_id))
+    if not user.is_authenticated:
+        raise not_found
+    baskets = TradeBasket.objects.filter(pk__in=[basket_id]) if str(basket_id).isdigit() else None
+    if baskets is None:
+        raise not_found
+    if not (user.is_superuser or user.has_perm("compliance.view_complianceresult")):
+        hidden = Order.objects.filter(basket=OuterRef("pk")).exclude(
+            account__in=accounts_visible_to(user).values("pk")
+        )
+        baskets = baskets.filter(~Exists(hidden))
+    basket = baskets.first()
+    if basket is None:
+        raise not_found
+    qs = ComplianceResult.objects.filter(basket=basket).select_related(
+        "rule", "order", "order__security", "override", "override__overridden_by"
+    )
+    if check_run is not None:
+        qs = qs.filter(check_run=check_run)
+    return qs.order_by("-check_run", "pk")

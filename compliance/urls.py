@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from compliance import views
+from compliance import views, views_rules
 
 app_name = "compliance"
 urlpatterns = [
@@ -17,4 +17,11 @@ urlpatterns = [
         views.audit_timeline,
         name="audit_timeline",
     ),
+    # Restricted list and rules (compliance/views_rules.py)
+    path("restrictions/", views_rules.restriction_list_view, name="restriction_list"),
+    path("restrictions/new/", views_rules.restriction_form_view, name="restriction_create"),
+    path("restrictions/<int:pk>/edit/", views_rules.restriction_form_view, name="restriction_edit"),
+    path("rules/", views_rules.rule_list_view, name="rule_list"),
+    path("rules/new/", views_rules.rule_form_view, name="rule_create"),
+    path("rules/<int:pk>/edit/", views_rules.rule_form_view, name="rule_edit"),
 ]

@@ -49,6 +49,12 @@ class TradeBasket(models.Model):
     approved_at = models.DateTimeField(null=True, blank=True)
     approved_hash = models.CharField(max_length=64, blank=True)
     runs = models.ManyToManyField("portfolios.RebalanceRun", blank=True, related_name="baskets")
+    editors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="+",
+        help_text="Everyone who created or changed the basket's orders: none of them may approve.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -8,4 +8,5 @@ urlpatterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
     path("", include("portfolios.api.urls")),
     path("", include("compliance.api.urls")),
+    path("", include("orders.api.urls")),
 ]

@@ -320,6 +320,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ScanTriggerEnum": "portfolios.models.ScanTrigger",
         "RebalanceTriggerEnum": "portfolios.models.RebalanceTrigger",
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "RestrictionKindEnum": "compliance.models.RestrictionKind",
+        "ImportKindEnum": "portfolios.models.ImportKind",
+        "AccountStatusEnum": "portfolios.models.AccountStatus",
     },
 }
 

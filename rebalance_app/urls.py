@@ -17,7 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("portfolios.urls")),
     path("compliance/", include("compliance.urls")),
-    path("orders/", include("orders.urls")),
+    path("", include("orders.urls")),
     path("api/v1/", include("rebalance_app.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

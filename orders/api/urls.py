@@ -1,0 +1,18 @@
+"""Routes of the orders API, included under /api/v1/ by ``rebalance_app.api_urls``."""
+
+from __future__ import annotations
+
+from rest_framework.routers import SimpleRouter
+
+from orders.api import views
+
+router = SimpleRouter()
+router.register("baskets", views.BasketViewSet, basename="api-basket")
+router.register("orders", views.OrderViewSet, basename="api-order")
+router.register(
+    "compliance-results", views.ComplianceResultViewSet, basename="api-compliance-result"
+)
+router.register("compliance-rules", views.ComplianceRuleViewSet, basename="api-compliance-rule")
+router.register("restrictions", views.RestrictionViewSet, basename="api-restriction")
+
+urlpatterns = router.urls
