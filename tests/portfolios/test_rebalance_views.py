@@ -659,7 +659,7 @@ def test_create_draft_basket_makes_one_order_per_trade_and_says_so(client, pm, r
     html = _html(response)
     orders = len(run_a.trades)
     assert BASKET_CREATED.format(basket=basket.pk, orders=orders, plural="s") in html
-    assert f"In basket <strong>#{basket.pk}</strong>" in html
+    assert f'In basket <a href="/baskets/{basket.pk}/"><strong>#{basket.pk}</strong></a>' in html
     assert 'id="create-basket"' not in html  # a run goes in one live basket at a time
     # a second click (an old page) is refused with the service's message
     response = client.post(f"/rebalance/runs/{run_a.pk}/basket/", follow=True)
