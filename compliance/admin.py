@@ -5,8 +5,9 @@ from the admin: only ``audit_record`` appends to it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin
 
 from compliance.models import AuditEvent, ComplianceResult, ComplianceRule, Override, Restriction
@@ -47,9 +48,44 @@ class RestrictionAdmin(RetainedModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class ComplianceRuleForm(forms.ModelForm):
+    """Checks the rule type and its parameters as the API and the rules page do."""
+
+    class Meta:
+        model = ComplianceRule
+        fields = [
+            "rule_type",
+            "name",
+            "parameters",
+            "severity",
+            "scope",
+            "model",
+            "account",
+            "enabled",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        from compliance.rules import RULES, RuleParameterError, rule_parameters_validate
+
+        data = super().clean()
+        rule_type = data.get("rule_type")
+        if rule_type not in RULES:
+            self.add_error(
+                "rule_type", f"Unknown rule type '{rule_type}': choose one of {', '.join(RULES)}."
+            )
+            return data
+        try:
+            data["parameters"] = rule_parameters_validate(rule_type, data.get("parameters") or {})
+        except RuleParameterError as exc:
+            self.add_error("parameters", exc.message)
+        return data
+
+
 @admin.register(ComplianceRule)
 class ComplianceRuleAdmin(RetainedModelAdmin):
     """Switch a rule off with ``enabled`` instead of deleting it (its results refer to it)."""
+
+    form = ComplianceRuleForm
 
     list_display = ["name", "rule_type", "severity", "scope", "model", "account", "enabled"]
     list_filter = ["rule_type", "severity", "scope", "enabled"]

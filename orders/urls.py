@@ -16,6 +16,17 @@ urlpatterns = [
     path("baskets/<int:pk>/cancel/", views.basket_cancel_view, name="basket_cancel"),
     path("baskets/<int:pk>/approve/", views.basket_approve_view, name="basket_approve"),
     path("baskets/<int:pk>/reject/", views.basket_reject_view, name="basket_reject"),
+    path("baskets/<int:pk>/orders/", views.basket_order_add_view, name="basket_order_add"),
+    path(
+        "baskets/<int:pk>/orders/<int:order_id>/",
+        views.basket_order_update_view,
+        name="basket_order_update",
+    ),
+    path(
+        "baskets/<int:pk>/orders/<int:order_id>/remove/",
+        views.basket_order_remove_view,
+        name="basket_order_remove",
+    ),
     path(
         "baskets/<int:pk>/results/<int:result_id>/override/",
         views.basket_override_view,

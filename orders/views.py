@@ -35,7 +35,7 @@ from orders.selectors import (
     basket_team_choices,
     basket_teams,
 )
-from rebalance_app.exceptions import ApplicationError, NotFound
+from rebalance_app.exceptions import ApplicationError, NotFound, ValidationFailed
 from rebalance_app.roles import Role, user_has_role, user_roles
 
 if TYPE_CHECKING:
@@ -53,7 +53,11 @@ DONE = {
     "reject": "Basket #{basket} rejected.",
     "cancel": "Basket #{basket} cancelled.",
     "override": "Result overridden: basket #{basket} is {state}.",
+    "order_add": "Order added to basket #{basket}.",
+    "order_update": "Order changed in basket #{basket}.",
+    "order_remove": "Order removed from basket #{basket}.",
 }
+MSG_UNKNOWN_TICKER = "Unknown ticker '{ticker}'."
 
 
 def _require_role(user: AbstractBaseUser) -> None:
@@ -138,7 +142,10 @@ def _detail_context(
     results = detail.results
     # A refused action keeps what was typed and ticked.
     posted = request.POST if error else None
+    editable = "submit" in detail.actions and detail.basket.state == "draft"
     return {
+        "editable": editable,
+        "trade_accounts": _trade_accounts(request.user) if editable else [],
         "basket": detail.basket,
         "orders": detail.orders,
         "totals": detail.totals,
@@ -166,6 +173,14 @@ def _detail_context(
         "error": error,
         "error_action": error_action,
     }
+
+
+def _trade_accounts(user: AbstractBaseUser) -> list[Any]:
+    """Accounts ``user`` may add orders for (the first few hundred, by number)."""
+    from portfolios.selectors import accounts_visible_to
+
+    qs = accounts_visible_to(user, perm="change_household").filter(status="active")
+    return list(qs.order_by("account_number").only("pk", "account_number", "name")[:500])
 
 
 @login_required
@@ -286,3 +301,63 @@ def basket_override_view(request: HttpRequest, pk: int, result_id: int) -> HttpR
     except ApplicationError as exc:
         return _refused(request, pk, exc, f"override-{result_id}")
     return _done(request, "override", _get_basket(request, pk), pk)
+
+
+# ---------------------------------------------------------------------------
+# Manual orders of a draft (DESIGN 7: the basket is editable while it is a draft)
+# ---------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def basket_order_add_view(request: HttpRequest, pk: int) -> HttpResponse:
+    from orders.services import basket_order_add
+    from portfolios.models import Security
+
+    ticker = request.POST.get("ticker", "").strip().upper()
+    security_id = Security.objects.filter(ticker=ticker).values_list("pk", flat=True).first()
+    try:
+        if security_id is None:
+            raise ValidationFailed(MSG_UNKNOWN_TICKER.format(ticker=ticker))
+        basket_order_add(
+            actor=request.user,
+            basket_id=pk,
+            account_id=request.POST.get("account"),
+            security_id=security_id,
+            side=request.POST.get("side", ""),
+            quantity=request.POST.get("quantity", ""),
+            order_type=request.POST.get("order_type") or "market",
+            limit_price=request.POST.get("limit_price") or None,
+        )
+    except ApplicationError as exc:
+        return _refused(request, pk, exc, "order_add")
+    return _done(request, "order_add", None, pk)
+
+
+@login_required
+@require_POST
+def basket_order_update_view(request: HttpRequest, pk: int, order_id: int) -> HttpResponse:
+    from orders.services import basket_order_update
+
+    try:
+        basket_order_update(
+            actor=request.user,
+            basket_id=pk,
+            order_id=order_id,
+            quantity=request.POST.get("quantity", ""),
+        )
+    except ApplicationError as exc:
+        return _refused(request, pk, exc, f"order_update-{order_id}")
+    return _done(request, "order_update", None, pk)
+
+
+@login_required
+@require_POST
+def basket_order_remove_view(request: HttpRequest, pk: int, order_id: int) -> HttpResponse:
+    from orders.services import basket_order_remove
+
+    try:
+        basket_order_remove(actor=request.user, basket_id=pk, order_id=order_id)
+    except ApplicationError as exc:
+        return _refused(request, pk, exc, f"order_remove-{order_id}")
+    return _done(request, "order_remove", None, pk)

@@ -174,6 +174,12 @@ class OrderAddSerializer(serializers.Serializer):
     limit_price = serializers.CharField(required=False, allow_null=True, default=None)
 
 
+class OrderUpdateSerializer(serializers.Serializer):
+    quantity = serializers.CharField(required=False, help_text="Shares, a positive decimal.")
+    order_type = serializers.CharField(required=False)
+    limit_price = serializers.CharField(required=False, allow_null=True)
+
+
 class OverrideCreateSerializer(serializers.Serializer):
     justification = serializers.CharField(allow_blank=True, max_length=4000)
 

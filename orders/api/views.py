@@ -29,6 +29,7 @@ from orders.api.serializers import (
     ComplianceRuleSerializer,
     OrderAddSerializer,
     OrderSerializer,
+    OrderUpdateSerializer,
     OverrideCreateSerializer,
     RejectSerializer,
     RestrictionSerializer,
@@ -40,6 +41,8 @@ from orders.services import (
     basket_cancel,
     basket_create_from_runs,
     basket_order_add,
+    basket_order_remove,
+    basket_order_update,
     basket_reject,
     basket_submit,
 )
@@ -216,6 +219,36 @@ class BasketViewSet(
             limit_price=data["limit_price"],
         )
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="baskets_orders_partial_update",
+        summary="Change an order of a draft basket (quantity, order type, limit price)",
+        request=OrderUpdateSerializer,
+        responses={200: OrderSerializer},
+    )
+    @action(detail=True, methods=["patch"], url_path=r"orders/(?P<order_id>[0-9]+)")
+    def update_order(
+        self, request: Request, pk: str | None = None, order_id: str | None = None
+    ) -> Response:
+        parsed = OrderUpdateSerializer(data=request.data)
+        parsed.is_valid(raise_exception=True)
+        order = basket_order_update(
+            actor=request.user, basket_id=pk, order_id=order_id, **parsed.validated_data
+        )
+        return Response(OrderSerializer(order).data)
+
+    @extend_schema(
+        operation_id="baskets_orders_destroy",
+        summary="Remove an order from a draft basket",
+        request=None,
+        responses={204: None},
+    )
+    @update_order.mapping.delete
+    def remove_order(
+        self, request: Request, pk: str | None = None, order_id: str | None = None
+    ) -> Response:
+        basket_order_remove(actor=request.user, basket_id=pk, order_id=order_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(

@@ -544,3 +544,23 @@ def test_stale_price_rule_uses_trading_days(pm, book) -> None:
         f"Account {book.breached.account_number} (Breached): the price of DDD is from {old}, "
         "older than 3 trading days (cutoff "
     )
+
+
+def test_the_admin_refuses_a_rule_with_invalid_parameters(admin_client):
+    from compliance.models import ComplianceRule
+
+    before = ComplianceRule.objects.count()
+    response = admin_client.post(
+        "/admin/compliance/compliancerule/add/",
+        {
+            "rule_type": "concentration",
+            "name": "Bad limits",
+            "parameters": '{"max_security_weight": "abc"}',
+            "severity": "hard",
+            "scope": "firm",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert "max_security_weight must be a number between" in response.content.decode()
+    assert ComplianceRule.objects.count() == before

@@ -5,6 +5,8 @@ compliance results and overrides, rules and restrictions."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -186,6 +188,27 @@ def test_a_manual_order_through_the_api(pm, draft, account_a, msft):
     assert ok.status_code == 201
     assert ok.json()["reason"] == "manual"
     assert draft.orders.count() == 2
+
+
+def test_a_draft_order_is_changed_and_removed_through_the_api(pm, other_pm, draft, account_a, msft):
+    added = post(
+        pm,
+        f"/api/v1/baskets/{draft.pk}/orders/",
+        {"account": account_a.pk, "security": msft.pk, "side": "buy", "quantity": "2"},
+    ).json()
+    url = f"/api/v1/baskets/{draft.pk}/orders/{added['id']}/"
+
+    assert client_for(other_pm).patch(url, {"quantity": "5"}, format="json").status_code == 404
+    bad = client_for(pm).patch(url, {"quantity": "0"}, format="json")
+    assert bad.status_code == 400
+    assert bad.json()["message"] == "Quantity must be a positive number of shares, not 0."
+    changed = client_for(pm).patch(url, {"quantity": "5"}, format="json")
+    assert changed.status_code == 200
+    assert Decimal(changed.json()["quantity"]) == 5
+
+    assert client_for(pm).delete(url).status_code == 204
+    assert not draft.orders.filter(pk=added["id"]).exists()
+    assert client_for(pm).delete(url).status_code == 404
 
 
 # ---------------------------------------------------------------------------

@@ -732,3 +732,45 @@ def test_an_outsider_has_no_basket_links(client, outsider):
     client.force_login(outsider)
     html = _html(client.get(reverse("home")))
     assert reverse("orders:basket_list") not in html
+
+
+def test_a_pm_adds_changes_and_removes_manual_orders_on_a_draft_page(
+    client, pm, ops, draft, account_a, msft
+):
+    client.force_login(pm)
+    url = f"/baskets/{draft.pk}/"
+    page = client.get(url).content.decode()
+    assert 'id="order-add-form"' in page
+    before = draft.orders.count()
+
+    unknown = client.post(
+        f"{url}orders/", {"account": account_a.pk, "side": "buy", "ticker": "NOPE", "quantity": "3"}
+    )
+    assert unknown.status_code == 400
+    assert "Unknown ticker &#x27;NOPE&#x27;." in unknown.content.decode()
+    assert draft.orders.count() == before
+
+    added = client.post(
+        f"{url}orders/", {"account": account_a.pk, "side": "buy", "ticker": "msft", "quantity": "3"}
+    )
+    assert added.status_code == 302
+    order = draft.orders.get(security=msft)
+    assert order.quantity == 3
+
+    bad = client.post(f"{url}orders/{order.pk}/", {"quantity": "-2"})
+    assert bad.status_code == 400
+    assert "Quantity must be a positive number of shares, not -2." in bad.content.decode()
+    assert client.post(f"{url}orders/{order.pk}/", {"quantity": "7"}).status_code == 302
+    order.refresh_from_db()
+    assert order.quantity == 7
+
+    assert client.post(f"{url}orders/{order.pk}/remove/").status_code == 302
+    assert draft.orders.count() == before
+
+    client.force_login(ops)
+    assert 'id="order-add-form"' not in client.get(url).content.decode()
+    refused = client.post(
+        f"{url}orders/", {"account": account_a.pk, "side": "buy", "ticker": "MSFT", "quantity": "1"}
+    )
+    assert refused.status_code in (403, 404)
+    assert draft.orders.count() == before
