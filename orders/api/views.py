@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from compliance.models import ComplianceResult, ComplianceRule, Restriction
+from compliance.selectors_rules import compliance_rule_list, restriction_list
 from orders.api.serializers import (
     ApproveSerializer,
     BasketCreateSerializer,
@@ -49,7 +50,6 @@ from orders.services import (
 from rebalance_app.exceptions import NotFound
 from rebalance_app.idempotency import idempotent
 from rebalance_app.permissions import API_AUTHENTICATION_CLASSES, ModelViewPermission
-from rebalance_app.roles import Role, user_has_role
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -383,8 +383,13 @@ class ComplianceRuleViewSet(
     permission_classes = [ComplianceWritePermission]
     serializer_class = ComplianceRuleSerializer
     filter_backends: list[Any] = []
-    queryset = ComplianceRule.objects.order_by("rule_type", "name", "pk")
+    queryset = ComplianceRule.objects.none()
     http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[ComplianceRule]:
+        if getattr(self, "swagger_fake_view", False):
+            return ComplianceRule.objects.none()
+        return compliance_rule_list(user=self.request.user)
 
     @extend_schema(parameters=[IDEMPOTENCY_HEADER])
     @idempotent
@@ -431,21 +436,7 @@ class RestrictionViewSet(
     def get_queryset(self) -> QuerySet[Restriction]:
         if getattr(self, "swagger_fake_view", False):
             return Restriction.objects.none()
-        user = self.request.user
-        qs = Restriction.objects.select_related("security").order_by("-created_at", "-pk")
-        if (
-            user.is_superuser
-            or user_has_role(user, Role.OPS)
-            or user_has_role(user, Role.COMPLIANCE)
-        ):
-            return qs
-        from portfolios.selectors import accounts_visible_to, households_visible_to
-
-        return qs.filter(
-            Q(scope="firm")
-            | Q(household__in=households_visible_to(user).values("pk"))
-            | Q(account__in=accounts_visible_to(user).values("pk"))
-        )
+        return restriction_list(user=self.request.user)
 
     @extend_schema(parameters=[IDEMPOTENCY_HEADER])
     @idempotent
