@@ -13,10 +13,14 @@ from orders.models import (
     BlockAllocation,
     BlockOrder,
     Execution,
+    FixMessage,
+    FixSession,
     Order,
     OrderLot,
     Route,
+    RoutingJob,
     TradeBasket,
+    TradeFile,
 )
 from rebalance_app.admin import ReadOnlyInline, ReadOnlyModelAdmin
 
@@ -119,12 +123,12 @@ class RouteAdmin(ReadOnlyModelAdmin):
         "block",
         "destination",
         "cl_ord_id",
-        "status",
-        "attempts",
-        "queued_at",
-        "error",
+        "state",
+        "cum_qty",
+        "avg_px",
+        "sent_at",
     ]
-    list_filter = ["destination", "status"]
+    list_filter = ["destination", "state"]
     search_fields = ["=cl_ord_id"]
     list_select_related = ["block"]
 
@@ -135,3 +139,38 @@ class ExecutionAdmin(ReadOnlyModelAdmin):
     search_fields = ["=exec_id", "=route__cl_ord_id"]
     date_hierarchy = "executed_at"
     list_select_related = ["route"]
+
+
+@admin.register(RoutingJob)
+class RoutingJobAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "destination", "status", "requested_by", "attempts", "queued_at", "error"]
+    list_filter = ["destination", "status"]
+    list_select_related = ["requested_by"]
+
+
+@admin.register(TradeFile)
+class TradeFileAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "filename", "rows", "sha256", "created_at", "sent_at", "sent_by"]
+    list_select_related = ["sent_by"]
+
+
+@admin.register(FixSession)
+class FixSessionAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "name",
+        "sender_comp_id",
+        "target_comp_id",
+        "next_out_seq",
+        "next_in_seq",
+        "logged_on",
+        "lease_owner",
+        "last_error",
+    ]
+
+
+@admin.register(FixMessage)
+class FixMessageAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "direction", "seq_num", "msg_type", "cl_ord_id", "poss_dup", "created_at"]
+    list_filter = ["direction", "msg_type", "poss_dup"]
+    search_fields = ["=cl_ord_id"]
+    date_hierarchy = "created_at"

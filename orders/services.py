@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from compliance.models import ComplianceResult, Severity
@@ -69,6 +69,10 @@ MSG_OPEN_FAILURES = (
 )
 MSG_ACK_WARNINGS = "Basket {basket} has {count} compliance warning(s): acknowledge them to approve."
 MSG_COMMENT_REQUIRED = "Say why the basket is rejected: a comment is required."
+MSG_ROUTING_NO_CANCEL = (
+    "Basket {basket} is in routing job {job}: its orders are in block orders now, so it cannot "
+    "be cancelled; Operations cancels open orders at the broker."
+)
 MSG_UNKNOWN_SECURITY = "Unknown security {security}."
 MSG_BAD_QUANTITY = "Quantity must be a positive number of shares, not {quantity}."
 MSG_BAD_SIDE = "Side must be buy or sell, not {side!r}."
@@ -448,6 +452,7 @@ def basket_cancel(*, actor: AbstractBaseUser, basket_id: Any, comment: str = "")
         _require_trader(actor=actor, basket=basket)
         if not transition_allowed(basket.state, BasketState.CANCELLED):
             raise _state_error(basket, "cancelled")
+        _refuse_cancel_while_routing(basket)
         before = basket.state
         basket.state = BasketState.CANCELLED
         basket.save(update_fields=["state", "updated_at"])
@@ -460,6 +465,30 @@ def basket_cancel(*, actor: AbstractBaseUser, basket_id: Any, comment: str = "")
             reason=comment,
         )
     return basket
+
+
+def _refuse_cancel_while_routing(basket: TradeBasket) -> None:
+    """Once a routing job holds the basket its orders are in block orders (maybe shared with
+    other baskets, maybe at the broker): the basket cannot be cancelled as a whole any more;
+    Ops cancels open orders at the broker, route by route."""
+    from orders.models import BlockAllocation, RoutingJob
+    from rebalance_app.work import WorkStatus
+
+    job = (
+        RoutingJob.objects.filter(baskets=basket)
+        .filter(
+            Q(status__in=[WorkStatus.QUEUED, WorkStatus.RUNNING])
+            | Q(blocks__allocations__order__basket=basket)
+        )
+        .order_by("-pk")
+        .first()
+    )
+    in_blocks = BlockAllocation.objects.filter(order__basket=basket).exists()
+    if job is not None or in_blocks:
+        raise InvalidTransition(
+            MSG_ROUTING_NO_CANCEL.format(basket=basket.pk, job=job.pk if job else "?"),
+            {"state": basket.state},
+        )
 
 
 def basket_release_hold(*, basket: TradeBasket, actor: AbstractBaseUser | str) -> TradeBasket:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from orders import views
+from orders import views, views_routing
 
 app_name = "orders"
 urlpatterns = [
@@ -32,4 +32,25 @@ urlpatterns = [
         views.basket_override_view,
         name="basket_override",
     ),
+    path("baskets/<int:pk>/route/", views_routing.basket_route_view, name="basket_route"),
+    path("baskets/<int:pk>/routing/", views_routing.basket_routing_view, name="basket_routing"),
+    path("routing/<int:job_id>/resume/", views_routing.routing_resume_view, name="routing_resume"),
+    path(
+        "routing/<int:job_id>/trade-file/",
+        views_routing.trade_file_download_view,
+        name="trade_file_download",
+    ),
+    path(
+        "routing/<int:job_id>/trade-file/sent/",
+        views_routing.trade_file_sent_view,
+        name="trade_file_sent",
+    ),
+    path(
+        "routing/<int:job_id>/confirmations/",
+        views_routing.trade_confirmations_view,
+        name="trade_confirmations",
+    ),
+    path("routes/<int:route_id>/cancel/", views_routing.route_cancel_view, name="route_cancel"),
+    path("executions/", views_routing.execution_list_view, name="execution_list"),
+    path("fix/messages/", views_routing.fix_message_list_view, name="fix_messages"),
 ]

@@ -143,7 +143,10 @@ def _detail_context(
     # A refused action keeps what was typed and ticked.
     posted = request.POST if error else None
     editable = "submit" in detail.actions and detail.basket.state == "draft"
+    from orders.views_routing import routing_context
+
     return {
+        **routing_context(user=request.user, basket=detail.basket),
         "editable": editable,
         "trade_accounts": _trade_accounts(request.user) if editable else [],
         "basket": detail.basket,

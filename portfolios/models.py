@@ -295,13 +295,45 @@ class Account(models.Model):
 
 
 class TaxLot(models.Model):
-    """Shares of one security bought on one date at one cost. Long-term after one year."""
+    """Shares of one security bought on one date at one cost. Long-term after one year.
+
+    A wash sale (``portfolios.tax``) may add a disallowed loss to the basis
+    (``wash_sale_adjustment`` is the total added) and move ``acquired_on`` back to carry the
+    sold shares' holding period; ``purchased_on`` then keeps the real purchase date.
+    ``replacement_quantity`` shares were already used as replacement shares, so no share
+    replaces two losses. Lots sold down to zero stay, for the record. The database defaults
+    let raw ``COPY``/``INSERT`` writers (imports, benchmarks) omit the wash-sale columns."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
     security = models.ForeignKey(Security, on_delete=models.PROTECT, related_name="lots")
     quantity = models.DecimalField(**QTY)
     cost_basis = models.DecimalField(**PRICE, help_text="Cost basis per share.")
     acquired_on = models.DateField()
+    purchased_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Real purchase date when acquired_on carries a wash sale's holding period.",
+    )
+    wash_sale_adjustment = models.DecimalField(
+        **MONEY,
+        default=Decimal("0"),
+        db_default=Decimal("0"),
+        help_text="Total disallowed wash-sale loss added to this lot's basis.",
+    )
+    replacement_quantity = models.DecimalField(
+        **QTY,
+        default=Decimal("0"),
+        db_default=Decimal("0"),
+        help_text="Shares already used as replacement shares of a wash sale.",
+    )
+    opened_by = models.ForeignKey(
+        "Transaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The buy that opened this lot.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     import_batch = models.ForeignKey(
         "ImportBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -325,7 +357,12 @@ class Side(models.TextChoices):
 
 
 class Transaction(models.Model):
-    """A trade in an account's history: needed for wash-sale look-back and for the record."""
+    """A trade in an account's history: needed for wash-sale look-back and for the record.
+
+    ``realized_st``/``realized_lt`` of a sell are the *recognized* gain or loss: a loss
+    disallowed by a wash sale is in ``wash_sale_disallowed`` instead (of which
+    ``wash_sale_permanent`` can never be recovered). A fill books one sell per relieved
+    ``lot``; ``reference`` is the caller's key (e.g. ``alloc:17``)."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="transactions")
     security = models.ForeignKey(Security, on_delete=models.PROTECT, related_name="transactions")
@@ -336,6 +373,29 @@ class Transaction(models.Model):
     realized_st = models.DecimalField(**MONEY, default=Decimal("0"))
     realized_lt = models.DecimalField(**MONEY, default=Decimal("0"))
     wash_sale_disallowed = models.DecimalField(**MONEY, default=Decimal("0"))
+    wash_sale_matched_quantity = models.DecimalField(
+        **QTY,
+        default=Decimal("0"),
+        db_default=Decimal("0"),
+        help_text="Loss shares of this sale already matched to replacement shares.",
+    )
+    wash_sale_permanent = models.DecimalField(
+        **MONEY,
+        default=Decimal("0"),
+        db_default=Decimal("0"),
+        help_text="Part of the disallowed loss lost for good (replacement in an IRA or Roth).",
+    )
+    lot = models.ForeignKey(
+        TaxLot,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The lot a sell relieved or a buy opened.",
+    )
+    reference = models.CharField(
+        max_length=100, blank=True, default="", db_default="", db_index=True
+    )
     created_at = models.DateTimeField(default=timezone.now)
     import_batch = models.ForeignKey(
         "ImportBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="+"

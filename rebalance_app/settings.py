@@ -278,6 +278,27 @@ CACHES = {
 }
 
 # ---------------------------------------------------------------------------
+# Routing and execution (FIX 4.4 session to the broker, custodian trade files)
+# ---------------------------------------------------------------------------
+FIX_HOST = env.str("FIX_HOST", default="127.0.0.1")
+FIX_PORT = env.int("FIX_PORT", default=9878)
+FIX_SESSION_NAME = env.str("FIX_SESSION_NAME", default="broker")
+FIX_SENDER_COMP_ID = env.str("FIX_SENDER_COMP_ID", default="REBAL")
+FIX_TARGET_COMP_ID = env.str("FIX_TARGET_COMP_ID", default="SIMBROKER")
+FIX_HEARTBEAT_SECONDS = env.int("FIX_HEARTBEAT_SECONDS", default=30)
+FIX_CONNECT_TIMEOUT_SECONDS = env.float("FIX_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# How long a routing task stays logged on waiting for execution reports before it logs out
+# and leaves the rest to the periodic FIX sync.
+FIX_ROUTE_WAIT_SECONDS = env.float("FIX_ROUTE_WAIT_SECONDS", default=20.0)
+FIX_SYNC_SECONDS = env.int("FIX_SYNC_SECONDS", default=30)
+# The simulated broker's persisted state (sequence numbers, orders, sent messages).
+FIX_BROKER_STATE_PATH = env.path(
+    "FIX_BROKER_STATE_PATH", default=BASE_DIR / "var" / "fix-broker-state.json"
+)
+# ClOrdIDs are <prefix>-<block id>-<route id>: unique across restarts and installations.
+FIX_CLORDID_PREFIX = env.str("FIX_CLORDID_PREFIX", default="RB")
+
+# ---------------------------------------------------------------------------
 # Audit trail
 # ---------------------------------------------------------------------------
 # Append-only file of (sequence, hash) checkpoints of the audit chain head, kept outside the
@@ -324,6 +345,8 @@ SPECTACULAR_SETTINGS = {
         "RestrictionKindEnum": "compliance.models.RestrictionKind",
         "ImportKindEnum": "portfolios.models.ImportKind",
         "AccountStatusEnum": "portfolios.models.AccountStatus",
+        "BasketStateEnum": "orders.models.BasketState",
+        "RouteStateEnum": "orders.models.RouteState",
     },
 }
 

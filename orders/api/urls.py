@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import SimpleRouter
 
-from orders.api import views
+from orders.api import routing, views
 
 router = SimpleRouter()
 router.register("baskets", views.BasketViewSet, basename="api-basket")
@@ -14,5 +14,9 @@ router.register(
 )
 router.register("compliance-rules", views.ComplianceRuleViewSet, basename="api-compliance-rule")
 router.register("restrictions", views.RestrictionViewSet, basename="api-restriction")
+router.register("routing-jobs", routing.RoutingJobViewSet, basename="api-routing-job")
+router.register("routes", routing.RouteViewSet, basename="api-route")
+router.register("executions", routing.ExecutionViewSet, basename="api-execution")
+router.register("fix-messages", routing.FixMessageViewSet, basename="api-fix-message")
 
 urlpatterns = router.urls

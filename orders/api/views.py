@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from compliance.models import ComplianceResult, ComplianceRule, Restriction
 from compliance.selectors_rules import compliance_rule_list, restriction_list
+from orders.api.routing import RouteRequestSerializer, RoutingJobSerializer, route_basket
 from orders.api.serializers import (
     ApproveSerializer,
     BasketCreateSerializer,
@@ -194,6 +195,17 @@ class BasketViewSet(
             actor=request.user, basket_id=pk, comment=parsed.validated_data["comment"]
         )
         return Response(basket_detail(basket))
+
+    @extend_schema(
+        summary="Route an approved basket (Ops): enqueues a routing job",
+        request=RouteRequestSerializer,
+        responses={202: RoutingJobSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def route(self, request: Request, pk: str | None = None) -> Response:
+        return route_basket(request, pk)
 
     @extend_schema(
         operation_id="baskets_orders_create",

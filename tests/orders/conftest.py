@@ -22,6 +22,17 @@ from compliance.models import ComplianceResult, ComplianceRule
 from orders.models import BasketState, Order, OrderLot, OrderReason, TradeBasket
 from portfolios.models import RebalanceMode, RebalanceRun, RunStatus
 from tests import factories
+from tests.orders.routing_support import (  # noqa: F401 - fixtures of the routing tests
+    FakeBroker,
+    Inbound,
+    account_a2,
+    approved_basket,
+    broker,
+    routable,
+    route_checks,
+    sim_broker,
+    xyz,
+)
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,7 @@ def test_model_version_create_refuses_weights_not_summing_to_100_percent(pm):
             actor=pm,
         )
     assert err.value.message == (
-        "Model 'Core' weights sum to 92.0000% including cash; "
-        "they must sum to 100% (within 0.01%)."
+        "Model 'Core' weights sum to 92.0000% including cash; they must sum to 100% (within 0.01%)."
     )
     assert model.versions.count() == 0
 
