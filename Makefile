@@ -45,6 +45,6 @@ bench: install-dev ## Run the benchmarks in bench/ (prints tables and one JSON l
 	@for f in bench/*_bench.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean: ## Remove the virtualenv and local data
-	rm -rf $(VENV) var/db.sqlite3 var/staticfiles
+	rm -rf $(VENV) var/db.sqlite3 var/staticfiles var/fix-broker-state.json var/fix-broker-state.json.sent.jsonl
 
 .PHONY: help install install-dev run test lint bench clean

@@ -106,6 +106,10 @@ MSG_BROKER_DOWN = (
     "Could not reach the broker's FIX session at {host}:{port}: {error}. Unsent orders stay "
     "pending; resume routing when the broker is up."
 )
+MSG_DISCONNECTED = (
+    "The FIX session dropped while sending {cl_ord_id} ({sent} of {total} orders sent): "
+    "{error}. Resume routing to send the rest; nothing is sent twice."
+)
 MSG_SESSION_BUSY = "The FIX session is in use by {owner}; try again in a moment."
 MSG_UNKNOWN_CLORDID = "Execution report for unknown ClOrdID {cl_ord_id}: recorded, not applied."
 MSG_DUPLICATE_EXEC = "Duplicate execution {exec_id} for {cl_ord_id}: already applied, ignored."
@@ -597,6 +601,8 @@ def _order_terms(block: BlockOrder) -> tuple[str, Decimal | None]:
 def fix_routes_send(*, job: RoutingJob) -> dict[str, Any]:
     """Send the job's pending FIX routes once each, then stay logged on until every route is
     done or ``FIX_ROUTE_WAIT_SECONDS`` pass (the periodic sync collects the rest)."""
+    from orders.fix.session import FixSessionError
+
     routes = list(
         Route.objects.filter(block__job=job, destination=Destination.FIX)
         .select_related("block__security")
@@ -617,14 +623,24 @@ def fix_routes_send(*, job: RoutingJob) -> dict[str, Any]:
                 continue
             side, symbol = _side_symbol(route)
             ord_type, price = _order_terms(route.block)
-            initiator.send_new_order(
-                cl_ord_id=route.cl_ord_id,
-                symbol=symbol,
-                side=side,
-                quantity=route.block.quantity,
-                ord_type=ord_type,
-                price=price,
-            )
+            try:
+                initiator.send_new_order(
+                    cl_ord_id=route.cl_ord_id,
+                    symbol=symbol,
+                    side=side,
+                    quantity=route.block.quantity,
+                    ord_type=ord_type,
+                    price=price,
+                )
+            except (FixSessionError, OSError) as exc:
+                # The order may be stored and not written: the retry marks it sent and the
+                # broker's resend request after the next Logon delivers it (PossDupFlag=Y).
+                raise RoutingStopped(
+                    MSG_DISCONNECTED.format(
+                        cl_ord_id=route.cl_ord_id, sent=sent, total=len(routes), error=exc
+                    ),
+                    {"error": str(exc), "sent": sent},
+                ) from exc
             _route_mark_sent(route)
             sent += 1
         _baskets_progress(job=job)
@@ -978,6 +994,7 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
     the block's average price, update the orders and book each allocation into its account
     (``portfolios.services.fills.fill_book``). Once per block: False when already done or
     still open."""
+    from portfolios.services import holdings_changed
     from portfolios.services.fills import fill_book
 
     with transaction.atomic():
@@ -998,6 +1015,7 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
         price = block.avg_price
         day = trade_date or timezone.localdate()
         table = []
+        touched: set[int] = set()
         for alloc in allocations:
             qty = shares[alloc.order_id]
             order = Order.objects.select_for_update().get(pk=alloc.order_id)
@@ -1021,7 +1039,9 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
                     lot_instructions=instructions,
                     reference=f"alloc:{alloc.pk}",
                     actor=ROUTING_ACTOR,
+                    notify=False,
                 )
+                touched.update(booking.touched_account_ids)
             table.append(
                 {
                     "order": order.pk,
@@ -1035,6 +1055,8 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
             )
         block.allocated_at = timezone.now()
         block.save(update_fields=["allocated_at"])
+        # one event drift scan of every booked account, after commit
+        holdings_changed(account_ids=sorted(touched))
         audit_record(
             actor=ROUTING_ACTOR,
             action=ACTION_ALLOCATED,

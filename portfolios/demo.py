@@ -63,6 +63,7 @@ from portfolios.services import (
     model_version_create,
 )
 from portfolios.services.risk import risk_model_refresh
+from portfolios.tax import is_long_term
 from rebalance_app.exceptions import ValidationFailed
 from rebalance_app.roles import Role
 
@@ -843,7 +844,9 @@ def demo_households_ensure(
                     if trip is None:
                         continue
                     buy, sell = trip
-                    held = (history.dates[sell.index] - history.dates[buy.index]).days
+                    long_term = is_long_term(
+                        acquired_on=history.dates[buy.index], trade_date=history.dates[sell.index]
+                    )
                     gain = _money(float(sell.quantity * (sell.price - buy.price)))
                     txns.append(_buy(account, sec_ids, history, buy))
                     txns.append(
@@ -854,8 +857,8 @@ def demo_households_ensure(
                             side=Side.SELL,
                             quantity=sell.quantity,
                             price=sell.price,
-                            realized_lt=gain if held > 365 else Decimal(0),
-                            realized_st=gain if held <= 365 else Decimal(0),
+                            realized_lt=gain if long_term else Decimal(0),
+                            realized_st=Decimal(0) if long_term else gain,
                         )
                     )
             counts["lots"] += _bulk(TaxLot, (_lot(account, sec_ids, history, x) for x in lots))

@@ -20,8 +20,6 @@ from portfolios.models import TaxLot
 from portfolios.selectors import AccountHoldings, Holding, latest_prices
 
 CENT = Decimal("0.01")
-# A lot held more than one year (365 days) is long-term (IRS Publication 550).
-LONG_TERM_AFTER_DAYS = 365
 LONG_TERM = "Long-term"
 SHORT_TERM = "Short-term"
 
@@ -105,7 +103,11 @@ class LotRow:
 
 
 def lot_holding_period(*, acquired_on: date, today: date) -> str:
-    return LONG_TERM if (today - acquired_on).days > LONG_TERM_AFTER_DAYS else SHORT_TERM
+    """Long-term when held more than one year (IRS Publication 550: sold after the first
+    anniversary), the one rule of ``portfolios.tax``."""
+    from portfolios.tax import is_long_term
+
+    return LONG_TERM if is_long_term(acquired_on=acquired_on, trade_date=today) else SHORT_TERM
 
 
 def lot_rows(*, lots: Iterable[TaxLot], holdings: AccountHoldings, today: date) -> list[LotRow]:

@@ -42,17 +42,26 @@ DONE_STATUSES = frozenset(STATUS_NAMES)
 
 
 class BrokerStateStore(MemoryStore):
-    """A MemoryStore saved to ``path`` (JSON, temp file + rename) on every change, with the
-    broker's orders and id counters. Inbound messages are kept in memory only."""
+    """A MemoryStore saved on every change, with the broker's orders and id counters.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    Two files: ``path`` is a JSON snapshot of the sequence numbers, counters and orders
+    (temp file + rename), and ``<path>.sent.jsonl`` an append-only log of every message the
+    broker sent (for resend requests), one JSON line each, so that a long session costs one
+    appended line per message instead of rewriting every message so far. The log is written
+    before the snapshot; on load the next outbound sequence number is the larger of the
+    snapshot's and the log's. Inbound messages are kept in memory only."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
         super().__init__()
-        self.path = Path(path)
+        # None: keep the state in memory only (benchmarks; a restart then starts afresh)
+        self.path = Path(path) if path is not None else None
+        self.sent_path = self.path.with_name(self.path.name + ".sent.jsonl") if self.path else None
         self.orders: dict[str, dict[str, Any]] = {}
         self.cancels: list[str] = []
         self.counter = 0
+        self._logged = 0  # how many of self.messages the sent log has seen
         self._loading = True
-        if self.path.exists():
+        if self.path is not None and self.path.exists():
             self._load()
         self._loading = False
 
@@ -64,6 +73,13 @@ class BrokerStateStore(MemoryStore):
     def save(self) -> None:
         self._changed()
 
+    def sent_rows(self) -> list[dict[str, Any]]:
+        """The sent log as stored (seq, type, raw, poss_dup), oldest first."""
+        if self.sent_path is None or not self.sent_path.exists():
+            return []
+        with self.sent_path.open() as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
     def _load(self) -> None:
         data = json.loads(self.path.read_text())
         self.next_out = int(data["next_out"])
@@ -71,6 +87,7 @@ class BrokerStateStore(MemoryStore):
         self.orders = data.get("orders", {})
         self.cancels = data.get("cancels", [])
         self.counter = int(data.get("counter", 0))
+        rows = self.sent_rows()
         self.messages = [
             StoredMessage(
                 id=i + 1,
@@ -81,31 +98,41 @@ class BrokerStateStore(MemoryStore):
                 fields={},
                 poss_dup=bool(row.get("poss_dup")),
             )
-            for i, row in enumerate(data.get("sent", []))
+            for i, row in enumerate(rows)
         ]
+        self._logged = len(self.messages)
+        if rows:
+            self.next_out = max(self.next_out, max(int(r["seq"]) for r in rows) + 1)
 
     def _changed(self) -> None:
-        if self._loading:
+        if self._loading or self.path is None:
             return
         with self.lock:
-            data = {
-                "next_out": self.next_out,
-                "next_in": self.next_in,
-                "counter": self.counter,
-                "orders": self.orders,
-                "cancels": self.cancels,
-                "sent": [
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = self.messages[self._logged :]
+            lines = [
+                json.dumps(
                     {
                         "seq": msg.seq,
                         "type": msg.msg_type,
                         "raw": msg.raw.decode("latin-1"),
                         "poss_dup": msg.poss_dup,
                     }
-                    for msg in self.messages
-                    if msg.direction == "out" and not msg.poss_dup
-                ],
+                )
+                for msg in fresh
+                if msg.direction == "out" and not msg.poss_dup
+            ]
+            if lines:
+                with self.sent_path.open("a") as fh:
+                    fh.write("\n".join(lines) + "\n")
+            self._logged = len(self.messages)
+            data = {
+                "next_out": self.next_out,
+                "next_in": self.next_in,
+                "counter": self.counter,
+                "orders": self.orders,
+                "cancels": self.cancels,
             }
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".fix-broker-", suffix=".tmp")
             with os.fdopen(fd, "w") as fh:
                 json.dump(data, fh)
@@ -154,7 +181,7 @@ class SimulatedBroker:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        state_path: str | os.PathLike[str],
+        state_path: str | os.PathLike[str] | None,
         price_for: Callable[[str], Decimal | None],
         sender_comp_id: str = "SIMBROKER",
         target_comp_id: str = "REBAL",

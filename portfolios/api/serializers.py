@@ -232,7 +232,16 @@ class TaxLotSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TaxLot
-        fields = ["id", "security", "ticker", "quantity", "cost_basis", "acquired_on"]
+        fields = [
+            "id",
+            "security",
+            "ticker",
+            "quantity",
+            "cost_basis",
+            "acquired_on",
+            "purchased_on",
+            "wash_sale_adjustment",
+        ]
         read_only_fields = fields
 
 

@@ -209,7 +209,9 @@ def _held_not_in_model(accounts: QuerySet[Account]) -> QuerySet[Any]:
 
 def _future_lots(accounts: QuerySet[Account], today: date) -> QuerySet[Any]:
     return (
-        TaxLot.objects.filter(account__in=accounts.values("pk"), acquired_on__gt=today)
+        TaxLot.objects.filter(
+            account__in=accounts.values("pk"), acquired_on__gt=today, quantity__gt=0
+        )
         .order_by("-acquired_on", "account__account_number", "pk")
         .values(
             "pk",

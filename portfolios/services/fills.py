@@ -77,6 +77,9 @@ class FillBooking:
     cash_delta: Decimal
     lots_split: tuple[int, ...] = ()
     adjusted_transaction_ids: tuple[int, ...] = ()
+    # Every account whose lots or transactions changed (this one first): a caller booking many
+    # fills with ``notify=False`` triggers their drift scan once for all of them.
+    touched_account_ids: tuple[int, ...] = ()
 
 
 def _is_tax_deferred(account: Account) -> bool:
@@ -213,10 +216,12 @@ def fill_book(
     commission: Decimal = ZERO,
     reference: str = "",
     actor: AbstractBaseUser | str = "system:fills",
+    notify: bool = True,
 ) -> FillBooking:
     """Book one account's fill: relieve lots (sell) or open one (buy), record the transactions,
     move the cash and apply the household's wash sales, all audited; the changed accounts get
-    an event drift scan after commit.
+    an event drift scan after commit (``notify=False`` leaves that to a caller booking many
+    fills, with ``FillBooking.touched_account_ids``).
 
     Sells relieve ``lot_instructions`` first (capped at what each lot holds), then FIFO; one
     sell transaction per relieved lot. The commission is part of the basis of a buy and comes
@@ -302,6 +307,7 @@ def fill_book(
             cash_delta=cash_delta,
             lots_split=tuple(result["lots_split"]),
             adjusted_transaction_ids=tuple(result["adjusted"]),
+            touched_account_ids=(account.pk, *sorted(result["touched"] - {account.pk})),
         )
         audit_record(
             actor=actor,
@@ -329,7 +335,8 @@ def fill_book(
             },
             reason=reference,
         )
-        holdings_changed(account_ids=[account.pk, *sorted(result["touched"] - {account.pk})])
+        if notify:
+            holdings_changed(account_ids=booking.touched_account_ids)
     return booking
 
 

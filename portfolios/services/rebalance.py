@@ -326,11 +326,9 @@ class ProblemContext:
 
 def _is_long_term(acquired: date, today: date) -> bool:
     """Held more than one year: sold after the first anniversary of the acquisition."""
-    try:
-        anniversary = acquired.replace(year=acquired.year + 1)
-    except ValueError:  # acquired on 29 February
-        anniversary = acquired.replace(year=acquired.year + 1, day=28)
-    return today > anniversary
+    from portfolios.tax import is_long_term
+
+    return is_long_term(acquired_on=acquired, trade_date=today)
 
 
 def _band(target: float, abs_band: Decimal | None, rel_band: Decimal | None) -> float:

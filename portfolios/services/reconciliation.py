@@ -100,7 +100,7 @@ def _custodian_positions(frame: pd.DataFrame) -> pd.DataFrame:
 def _book_positions(account_ids: list[int]) -> pd.DataFrame:
     """Our positions of ``account_ids``: lots summed per security (one query) and cash (one)."""
     lots = (
-        TaxLot.objects.filter(account_id__in=account_ids)
+        TaxLot.objects.filter(account_id__in=account_ids, quantity__gt=0)
         .order_by()
         .values("account_id", "security_id")
         .annotate(quantity=Sum("quantity"))

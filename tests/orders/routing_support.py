@@ -101,6 +101,7 @@ class FakeBroker:
         self.logons = 0
         self.fail_logon: Exception | None = None
         self.crash_after_store = False
+        self.drop_on_send: int | None = None
 
     # reports
     @staticmethod
@@ -175,6 +176,8 @@ class FakeBroker:
         )
         if self.crash_after_store:
             raise RuntimeError("worker killed between store and socket write")
+        if self.drop_on_send is not None and len(self.sent) + 1 >= self.drop_on_send:
+            raise ConnectionResetError(104, "Connection reset by peer")
         self.sent.append(
             {
                 "cl_ord_id": cl_ord_id,

@@ -276,6 +276,31 @@ def test_the_broker_down_fails_the_job_with_a_clear_message_and_resume_sends(
     assert len(broker.sent) == 2
 
 
+def test_a_disconnect_mid_basket_stops_the_job_and_resume_sends_only_the_rest(
+    routable, ops, route_checks, broker
+):
+    broker.drop_on_send = 2  # the second order's write hits a reset connection
+    job = routing_request(actor=ops, basket_ids=[routable.pk], enqueue=False)
+    run_job(job)
+    job.refresh_from_db()
+    first, second = Route.objects.filter(block__job=job).order_by("pk")
+    assert job.status == "failed"
+    assert job.error.startswith(
+        f"The FIX session dropped while sending {second.cl_ord_id} (1 of 2 orders sent): "
+    )
+    assert "Resume routing to send the rest" in job.error
+    assert [s["cl_ord_id"] for s in broker.sent] == [first.cl_ord_id]
+    assert AuditEvent.objects.filter(action="routing.stopped", object_id=str(job.pk)).exists()
+    # the stored 35=D of the second is not sent again: the broker asks for it by resend
+    broker.drop_on_send = None
+    routing_resume(actor=ops, job_id=job.pk)
+    run_job(job)
+    assert [s["cl_ord_id"] for s in broker.sent] == [first.cl_ord_id]
+    second.refresh_from_db()
+    assert second.state == RouteState.SENT
+    assert FixMessage.objects.filter(msg_type="D", cl_ord_id=second.cl_ord_id).count() == 1
+
+
 # ---------------------------------------------------------------------------
 # Execution reports: partials, rejects, cancels and bad input
 # ---------------------------------------------------------------------------
@@ -450,3 +475,22 @@ def test_trade_file_is_written_marked_sent_and_confirmations_fill_the_orders(
     assert routable.state == BasketState.FILLED
     assert TaxLot.objects.get(account=account_a2, security=xyz).quantity == D(300)
     assert AuditEvent.objects.filter(action="trade_file.sent").count() == 1
+
+
+def test_the_fix_sync_takes_in_reports_that_came_after_the_routing_task(
+    routable, ops, route_checks, broker
+):
+    from orders.services_routing import fix_sync
+
+    assert fix_sync() == {"open": 0}  # nothing open: no logon at all
+    assert broker.logons == 0
+    held = []
+    broker.respond = lambda cid, qty, sym: held.extend(broker.fill_all(cid, qty, sym)) or []
+    job = routing_request(actor=ops, basket_ids=[routable.pk], enqueue=False)
+    run_job(job)
+    routable.refresh_from_db()
+    assert routable.state == BasketState.ROUTED
+    broker.queue.extend(held)  # the broker's reports arrive while the beat task is logged on
+    assert fix_sync(wait=1) == {"open": 0}
+    routable.refresh_from_db()
+    assert routable.state == BasketState.FILLED

@@ -17,6 +17,7 @@ from orders.models import BasketState, Execution, FixMessage, Route, RoutingJob,
 from orders.services_routing import routing_request
 from orders.tasks import route_job
 from portfolios.models import DriftScan, TaxLot, Transaction
+from tests.e2e.test_basket_approval import _role_permissions  # noqa: F401 - autouse
 from tests.rebalance_app.conftest import celery_worker_app, live_worker  # noqa: F401
 
 D = Decimal
