@@ -110,7 +110,7 @@ MSG_DISCONNECTED = (
     "The FIX session dropped while sending {cl_ord_id} ({sent} of {total} orders sent): "
     "{error}. Resume routing to send the rest; nothing is sent twice."
 )
-MSG_SESSION_BUSY = "The FIX session is in use by {owner}; try again in a moment."
+MSG_SESSION_BUSY = "The FIX session stayed in use by {owner}; resume routing to try again."
 MSG_UNKNOWN_CLORDID = "Execution report for unknown ClOrdID {cl_ord_id}: recorded, not applied."
 MSG_DUPLICATE_EXEC = "Duplicate execution {exec_id} for {cl_ord_id}: already applied, ignored."
 MSG_OVERFILL = (
@@ -168,6 +168,8 @@ ROUTE_STATE_ORDER = {
     RouteState.REJECTED: 4,
 }
 LIVE_JOB_STATES = (WorkStatus.QUEUED, WorkStatus.RUNNING)
+# How much longer than a routing task's own wait another one waits for the FIX session.
+LEASE_GRACE_SECONDS = 15.0
 
 
 # ---------------------------------------------------------------------------
@@ -522,18 +524,28 @@ def _initiator() -> tuple[FixInitiator, Any]:
 
 
 class _Session:
-    """Lease, connect and log on; log out and release on exit."""
+    """Lease, connect and log on; log out and release on exit.
 
-    def __init__(self, lease_seconds: float) -> None:
+    One FIX session has one connection: a second routing task waits up to ``wait_for_lease``
+    seconds for the first to log out (it holds the session while it waits for fills) before
+    giving up with a clear message."""
+
+    def __init__(self, lease_seconds: float, wait_for_lease: float = 0.0) -> None:
         self.lease_seconds = lease_seconds
+        self.wait_for_lease = wait_for_lease
         self.owner = _owner()
 
     def __enter__(self) -> FixInitiator:
+        import time
+
         from orders.fix.session import FixSessionError
 
         self.initiator, self.store = _initiator()
-        if not self.store.acquire(self.owner, self.lease_seconds):
-            raise RoutingStopped(MSG_SESSION_BUSY.format(owner="another process"))
+        deadline = time.monotonic() + self.wait_for_lease
+        while not self.store.acquire(self.owner, self.lease_seconds):
+            if time.monotonic() >= deadline:
+                raise RoutingStopped(MSG_SESSION_BUSY.format(owner="another routing task"))
+            time.sleep(0.5)
         try:
             self.initiator.logon(timeout=settings.FIX_CONNECT_TIMEOUT_SECONDS * 2)
         except (FixSessionError, OSError) as exc:
@@ -610,7 +622,7 @@ def fix_routes_send(*, job: RoutingJob) -> dict[str, Any]:
     )
     sent = skipped = 0
     wait = float(settings.FIX_ROUTE_WAIT_SECONDS)
-    with _Session(lease_seconds=wait + 60) as initiator:
+    with _Session(lease_seconds=wait + 60, wait_for_lease=wait + LEASE_GRACE_SECONDS) as initiator:
         for route in routes:
             route.refresh_from_db(fields=["state"])
             if route.state != RouteState.PENDING:

@@ -32,6 +32,7 @@ urlpatterns = [
         views.basket_override_view,
         name="basket_override",
     ),
+    path("baskets/route/", views_routing.route_selected_view, name="route_selected"),
     path("baskets/<int:pk>/route/", views_routing.basket_route_view, name="basket_route"),
     path("baskets/<int:pk>/routing/", views_routing.basket_routing_view, name="basket_routing"),
     path("routing/<int:job_id>/resume/", views_routing.routing_resume_view, name="routing_resume"),

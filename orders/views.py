@@ -103,6 +103,13 @@ def basket_list_view(request: HttpRequest) -> HttpResponse:
         "baskets": _with_teams(list(page_obj.object_list)),
         "list_url": reverse("orders:basket_list"),
     }
+    from orders.models import Destination
+    from orders.views_routing import may_route
+
+    context["may_route"] = may_route(request.user) and any(
+        b.state == "approved" for b in context["baskets"]
+    )
+    context["destinations"] = Destination.choices
     return render(request, "orders/basket_list.html", context)
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 POLL_SECONDS = 2
 PER_PAGE = 50
 ROUTED = "Basket #{basket} queued for routing to the {destination} (job {job})."
+ROUTED_MANY = "{count} basket(s) queued for routing to the {destination} together (job {job})."
 RESUMED = "Routing job {job} resumed: only orders never sent will be sent."
 FILE_SENT = "Trade file {name} marked sent to the custodian."
 CANCEL_ASKED = "Cancel of {cl_ord_id} sent to the broker."
@@ -112,6 +113,30 @@ def basket_route_view(request: HttpRequest, pk: int) -> HttpResponse:
     label = dict(Destination.choices).get(destination, destination)
     messages.success(request, ROUTED.format(basket=pk, destination=label, job=job.pk))
     return _back(pk)
+
+
+@login_required
+@require_POST
+def route_selected_view(request: HttpRequest) -> HttpResponse:
+    """Route several approved baskets from the basket list as one routing job."""
+    from orders.services_routing import routing_request
+
+    ids = request.POST.getlist("baskets")
+    destination = request.POST.get("destination") or Destination.FIX
+    try:
+        job = routing_request(actor=request.user, basket_ids=ids, destination=destination)
+    except ApplicationError as exc:
+        if isinstance(exc, NotFound):
+            raise Http404(exc.message) from None
+        messages.error(request, exc.message)
+        return redirect("orders:basket_list")
+    first = job.baskets.order_by("pk").values_list("pk", flat=True).first()
+    label = dict(Destination.choices).get(destination, destination)
+    messages.success(
+        request,
+        ROUTED_MANY.format(count=job.baskets.count(), destination=label, job=job.pk),
+    )
+    return _back(first)
 
 
 def _job_basket(request: HttpRequest, job_id: int) -> int:

@@ -220,8 +220,10 @@ class FakeBroker:
 
 
 class FakeStore:
+    busy = False  # another process holds the session
+
     def acquire(self, owner: str, seconds: float) -> bool:
-        return True
+        return not self.busy
 
     def release(self, owner: str) -> None:
         pass
@@ -231,7 +233,8 @@ class FakeStore:
 def broker(monkeypatch, settings) -> FakeBroker:
     settings.FIX_ROUTE_WAIT_SECONDS = 1
     fake = FakeBroker()
-    monkeypatch.setattr("orders.services_routing._initiator", lambda: (fake, FakeStore()))
+    fake.store = FakeStore()
+    monkeypatch.setattr("orders.services_routing._initiator", lambda: (fake, fake.store))
     return fake
 
 

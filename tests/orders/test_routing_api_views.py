@@ -13,7 +13,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from orders.models import BasketState, Execution, FixMessage, Route, RouteState, RoutingJob
+from orders.models import (
+    BasketState,
+    BlockOrder,
+    Execution,
+    FixMessage,
+    Route,
+    RouteState,
+    RoutingJob,
+)
 from orders.services_routing import routing_job_execute, routing_request
 from tests.orders.routing_support import approved_basket
 
@@ -204,3 +212,28 @@ def test_trade_file_pages(client, routable, ops, route_checks):
     assert refused.status_code == 400
     assert "The confirmation file needs the columns" in refused.content.decode()
     assert not Execution.objects.exists()
+
+
+def test_ops_routes_several_ticked_baskets_from_the_list(
+    client, routable, ops, pm, account_a2, xyz, route_checks, broker
+):
+    other = approved_basket(creator=pm, approver=ops, lines=[(account_a2, xyz, "buy", "50", [])])
+    client.force_login(pm)
+    assert (
+        'id="route-selected-form"' not in client.get(reverse("orders:basket_list")).content.decode()
+    )
+    client.force_login(ops)
+    page = client.get(reverse("orders:basket_list")).content.decode()
+    assert f'id="route-{routable.pk}"' in page
+    assert f'id="route-{other.pk}"' in page
+    none = client.post(reverse("orders:route_selected"), {"destination": "fix"}, follow=True)
+    assert "Choose at least one approved basket to route." in none.content.decode()
+    response = client.post(
+        reverse("orders:route_selected"),
+        {"baskets": [routable.pk, other.pk], "destination": "fix"},
+    )
+    assert response.status_code == 302
+    job = RoutingJob.objects.get()
+    assert sorted(job.baskets.values_list("pk", flat=True)) == sorted([routable.pk, other.pk])
+    routing_job_execute(job_id=job.pk)
+    assert BlockOrder.objects.filter(job=job, security=xyz).get().quantity == D("450")

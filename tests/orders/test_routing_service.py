@@ -7,6 +7,7 @@ overfills), allocation and booking, basket states, and the custodian trade file.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -299,6 +300,28 @@ def test_a_disconnect_mid_basket_stops_the_job_and_resume_sends_only_the_rest(
     second.refresh_from_db()
     assert second.state == RouteState.SENT
     assert FixMessage.objects.filter(msg_type="D", cl_ord_id=second.cl_ord_id).count() == 1
+
+
+def test_a_second_routing_task_waits_for_the_session_then_stops_clearly(
+    routable, ops, route_checks, broker, monkeypatch, settings
+):
+    monkeypatch.setattr("orders.services_routing.LEASE_GRACE_SECONDS", 0.6)
+    settings.FIX_ROUTE_WAIT_SECONDS = 0
+    broker.store.busy = True
+    job = routing_request(actor=ops, basket_ids=[routable.pk], enqueue=False)
+    started = time.monotonic()
+    run_job(job)
+    assert time.monotonic() - started >= 0.5  # it waited for the lease
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert job.error == (
+        "The FIX session stayed in use by another routing task; resume routing to try again."
+    )
+    assert broker.sent == []
+    broker.store.busy = False
+    routing_resume(actor=ops, job_id=job.pk)
+    run_job(job)
+    assert len(broker.sent) == 2
 
 
 # ---------------------------------------------------------------------------
