@@ -190,6 +190,11 @@ class BlockOrder(models.Model):
     avg_price = models.DecimalField(**PRICE, null=True, blank=True)
     allocation_statement = models.JSONField(default=dict, blank=True)
     allocated_at = models.DateTimeField(null=True, blank=True)
+    allocation_error = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Why booking the block's fills failed (they stay recorded); Ops retries.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

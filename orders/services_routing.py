@@ -61,6 +61,7 @@ from orders.services import basket_orders_hash
 from orders.tradefile import trade_file_render
 from orders.workflow import transition_allowed
 from rebalance_app.exceptions import (
+    ApplicationError,
     InvalidTransition,
     NotFound,
     PermissionDenied,
@@ -110,6 +111,13 @@ MSG_DISCONNECTED = (
     "The FIX session dropped while sending {cl_ord_id} ({sent} of {total} orders sent): "
     "{error}. Resume routing to send the rest; nothing is sent twice."
 )
+MSG_BOOKING_FAILED = (
+    "Block {block} is done but its fills could not be booked: {error} The fills are recorded; "
+    "put the account right and retry the booking."
+)
+MSG_BLOCK_NOT_FOUND = "Block {id} not found."
+MSG_ALREADY_ALLOCATED = "Block {block} is already allocated and booked."
+MSG_BLOCK_OPEN = "Block {block} still has an open order at the broker: it is booked when done."
 MSG_SESSION_BUSY = "The FIX session stayed in use by {owner}; resume routing to try again."
 MSG_UNKNOWN_CLORDID = "Execution report for unknown ClOrdID {cl_ord_id}: recorded, not applied."
 MSG_DUPLICATE_EXEC = "Duplicate execution {exec_id} for {cl_ord_id}: already applied, ignored."
@@ -136,6 +144,8 @@ ACTION_STARTED = "basket.routing"
 ACTION_STATE = "basket.state_changed"
 ACTION_STATEMENT = "block.allocation_statement"
 ACTION_ALLOCATED = "block.allocated"
+ACTION_ALLOCATION_FAILED = "block.allocation_failed"
+ACTION_ALLOCATION_RETRY = "block.allocation_retry"
 ACTION_ROUTE_SENT = "route.sent"
 ACTION_ROUTE_STATE = "route.state_changed"
 ACTION_CANCEL_REQUESTED = "route.cancel_requested"
@@ -991,9 +1001,65 @@ def _after_route_change(*, route_id: int) -> None:
     """A route that is done gets its block allocated and booked; the baskets follow."""
     route = Route.objects.select_related("block").get(pk=route_id)
     if route.state in ROUTE_DONE_STATES:
-        block_allocate(block_id=route.block_id)
+        try:
+            block_allocate(block_id=route.block_id)
+        except ApplicationError as exc:
+            # The fills stay recorded; the books refuse them (e.g. the lots changed since the
+            # orders were approved). Never let this poison the FIX session: record, show, and
+            # let Ops retry once the account is put right.
+            _block_allocation_failed(block_id=route.block_id, message=exc.message)
     if route.block.job_id:
         _baskets_progress(job=route.block.job)
+
+
+def _block_allocation_failed(*, block_id: int, message: str) -> None:
+    text = MSG_BOOKING_FAILED.format(block=block_id, error=message)[:500]
+    with transaction.atomic():
+        block = BlockOrder.objects.select_for_update().get(pk=block_id)
+        if block.allocated_at is not None:
+            return
+        block.allocation_error = text
+        block.save(update_fields=["allocation_error"])
+        audit_record(
+            actor=ROUTING_ACTOR,
+            action=ACTION_ALLOCATION_FAILED,
+            obj=block,
+            after={"filled": str(block.filled_quantity)},
+            reason=text,
+        )
+
+
+def block_allocate_retry(*, actor: AbstractBaseUser, block_id: Any) -> BlockOrder:
+    """Ops books a done block whose booking failed, once the cause is put right."""
+    from orders.selectors_routing import routes_visible_to
+
+    _require_ops(actor)
+    try:
+        pk = int(block_id)
+    except (TypeError, ValueError):
+        raise NotFound(MSG_BLOCK_NOT_FOUND.format(id=block_id)) from None
+    if not routes_visible_to(actor).filter(block_id=pk).exists():
+        raise NotFound(MSG_BLOCK_NOT_FOUND.format(id=pk))
+    block = BlockOrder.objects.get(pk=pk)
+    if block.allocated_at is not None:
+        raise InvalidTransition(MSG_ALREADY_ALLOCATED.format(block=pk), {"block": pk})
+    if Route.objects.filter(block=block).exclude(state__in=ROUTE_DONE_STATES).exists():
+        raise InvalidTransition(MSG_BLOCK_OPEN.format(block=pk), {"block": pk})
+    audit_record(
+        actor=actor,
+        action=ACTION_ALLOCATION_RETRY,
+        obj=block,
+        before={"allocation_error": block.allocation_error},
+    )
+    try:
+        block_allocate(block_id=pk)
+    except ApplicationError as exc:
+        _block_allocation_failed(block_id=pk, message=exc.message)
+        raise
+    block.refresh_from_db()
+    if block.job_id:
+        _baskets_progress(job=block.job)
+    return block
 
 
 # ---------------------------------------------------------------------------
@@ -1066,7 +1132,8 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
                 }
             )
         block.allocated_at = timezone.now()
-        block.save(update_fields=["allocated_at"])
+        block.allocation_error = ""
+        block.save(update_fields=["allocated_at", "allocation_error"])
         # one event drift scan of every booked account, after commit
         holdings_changed(account_ids=sorted(touched))
         audit_record(
@@ -1312,6 +1379,7 @@ def trade_confirmations_import(
 
 __all__ = [
     "block_allocate",
+    "block_allocate_retry",
     "execution_report_apply",
     "fix_routes_send",
     "fix_sync",

@@ -52,6 +52,11 @@ urlpatterns = [
         name="trade_confirmations",
     ),
     path("routes/<int:route_id>/cancel/", views_routing.route_cancel_view, name="route_cancel"),
+    path(
+        "blocks/<int:block_id>/allocate/",
+        views_routing.block_allocate_retry_view,
+        name="block_allocate_retry",
+    ),
     path("executions/", views_routing.execution_list_view, name="execution_list"),
     path("fix/messages/", views_routing.fix_message_list_view, name="fix_messages"),
 ]

@@ -43,6 +43,7 @@ POLL_SECONDS = 2
 PER_PAGE = 50
 ROUTED = "Basket #{basket} queued for routing to the {destination} (job {job})."
 ROUTED_MANY = "{count} basket(s) queued for routing to the {destination} together (job {job})."
+BOOKED = "Block {block} allocated and booked."
 RESUMED = "Routing job {job} resumed: only orders never sent will be sent."
 FILE_SENT = "Trade file {name} marked sent to the custodian."
 CANCEL_ASKED = "Cancel of {cl_ord_id} sent to the broker."
@@ -210,6 +211,22 @@ def trade_confirmations_view(request: HttpRequest, job_id: int) -> HttpResponse:
     except ApplicationError as exc:
         return _refused(request, pk, exc)
     messages.success(request, CONFIRMED.format(**result))
+    return _back(pk)
+
+
+@login_required
+@require_POST
+def block_allocate_retry_view(request: HttpRequest, block_id: int) -> HttpResponse:
+    from orders.services_routing import block_allocate_retry
+
+    pk = int(request.POST.get("basket") or 0)
+    try:
+        block_allocate_retry(actor=request.user, block_id=block_id)
+    except ApplicationError as exc:
+        if isinstance(exc, NotFound) or not pk:
+            raise Http404(exc.message) from None
+        return _refused(request, pk, exc)
+    messages.success(request, BOOKED.format(block=block_id))
     return _back(pk)
 
 

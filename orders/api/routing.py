@@ -38,6 +38,7 @@ from orders.selectors_routing import (
     routing_jobs_visible_to,
 )
 from orders.services_routing import (
+    block_allocate_retry,
     route_cancel_request,
     routing_request,
     routing_resume,
@@ -148,6 +149,7 @@ class BlockSerializer(serializers.ModelSerializer):
             "avg_price",
             "allocation_statement",
             "allocated_at",
+            "allocation_error",
             "routes",
             "allocations",
         ]
@@ -306,6 +308,23 @@ class RoutingJobViewSet(
     def resume(self, request: Request, pk: str | None = None) -> Response:
         job = routing_resume(actor=request.user, job_id=pk)
         return Response(RoutingJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Book a done block whose booking failed, once the account is put right (Ops)",
+        request=None,
+        responses=BlockSerializer,
+        parameters=[IDEMPOTENCY],
+    )
+    @action(detail=True, methods=["post"], url_path=r"blocks/(?P<block_id>[0-9]+)/allocate")
+    @idempotent
+    def allocate_block(
+        self, request: Request, pk: str | None = None, block_id: str | None = None
+    ) -> Response:
+        job = routing_job_get(user=request.user, pk=pk)
+        if not job.blocks.filter(pk=block_id).exists():
+            raise NotFound(f"Block {block_id} not found in routing job {job.pk}.")
+        block = block_allocate_retry(actor=request.user, block_id=block_id)
+        return Response(BlockSerializer(block).data)
 
     @extend_schema(
         summary="Download the job's custodian trade file (CSV)",

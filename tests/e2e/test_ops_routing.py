@@ -13,6 +13,7 @@ import os
 import re
 import time
 from decimal import Decimal
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -87,5 +88,53 @@ def test_ops_routes_an_approved_basket_watches_it_fill_and_sees_the_new_lots(
         time.sleep(0.3)
     page.reload()
     expect(page.locator("#drift-snapshot")).to_contain_text("Latest scan")
+    assert TradeBasket.objects.get(pk=routable.pk).state == BasketState.FILLED
+    assert console_errors == []
+
+
+@pytest.mark.usefixtures("live_worker")
+def test_ops_routes_to_a_custodian_trade_file_marks_it_sent_and_loads_confirmations(
+    page: Page,
+    live_server,
+    console_errors,
+    routable,  # noqa: F811
+    account_a2,  # noqa: F811
+    tmp_path,
+    ops,
+):
+    import csv
+    import hashlib
+    import io
+
+    login(page, live_server, "ops")
+    page.goto(f"{live_server.url}/baskets/{routable.pk}/")
+    page.get_by_label("Custodian trade file").check()
+    page.get_by_role("button", name="Route", exact=True).click()
+    link = page.locator("#trade-file-link")
+    expect(link).to_be_visible(timeout=FILL_TIMEOUT_MS)
+    with page.expect_download() as info:
+        link.click()
+    content = Path(info.value.path()).read_bytes()
+    expect(page.locator("#trade-file-sha")).to_have_text(hashlib.sha256(content).hexdigest())
+    rows = list(csv.DictReader(io.StringIO(content.decode())))
+    assert {r["account_number"] for r in rows} >= {account_a2.account_number}
+
+    page.get_by_role("button", name="Mark sent to the custodian").click()
+    expect(page.locator(".messages")).to_contain_text("marked sent to the custodian")
+    expect(page.locator("#routing-basket-state")).to_have_text("basket routed")
+
+    # the custodian confirms each block in full
+    blocks = {}
+    for r in rows:
+        blocks[r["client_order_id"]] = blocks.get(r["client_order_id"], 0) + int(r["quantity"])
+    confirmations = tmp_path / "confirmations.csv"
+    confirmations.write_text(
+        "client_order_id,exec_id,quantity,price\n"
+        + "".join(f"{cid},CUST-{i},{qty},100.50\n" for i, (cid, qty) in enumerate(blocks.items()))
+    )
+    page.get_by_label(re.compile("Custodian confirmations")).set_input_files(str(confirmations))
+    page.get_by_role("button", name="Load confirmations").click()
+    expect(page.locator(".messages")).to_contain_text(f"{len(blocks)} confirmation row(s) loaded")
+    expect(page.locator("#routing-basket-state")).to_have_text("basket filled")
     assert TradeBasket.objects.get(pk=routable.pk).state == BasketState.FILLED
     assert console_errors == []

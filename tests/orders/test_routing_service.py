@@ -517,3 +517,46 @@ def test_the_fix_sync_takes_in_reports_that_came_after_the_routing_task(
     assert fix_sync(wait=1) == {"open": 0}
     routable.refresh_from_db()
     assert routable.state == BasketState.FILLED
+
+
+def test_a_fill_the_books_refuse_is_recorded_shown_and_booked_on_retry(
+    routable, ops, pm, account_a, security, route_checks, broker
+):
+    from orders.services_routing import block_allocate_retry
+
+    def fill_after_lots_changed(cid: str, qty: D, symbol: str) -> list[Inbound]:
+        if symbol == "AAPL":
+            # between routing and the fill, an import left the account 2 AAPL shares
+            TaxLot.objects.filter(account=account_a, security=security).update(quantity=D(2))
+        return broker.fill_all(cid, qty, symbol)
+
+    broker.respond = fill_after_lots_changed
+    job = routing_request(actor=ops, basket_ids=[routable.pk], enqueue=False)
+    out = run_job(job)
+    assert out["status"] == "succeeded"  # the session went on
+    block = BlockOrder.objects.get(job=job, security=security)
+    route = block.routes.get()
+    assert route.state == RouteState.FILLED
+    assert Execution.objects.filter(route=route).count() == 1  # the fill is recorded
+    assert block.allocated_at is None
+    assert block.allocation_error.startswith(f"Block {block.pk} is done but its fills could not")
+    assert "put the account right and retry the booking" in block.allocation_error
+    assert AuditEvent.objects.filter(action="block.allocation_failed").count() == 1
+    assert not Transaction.objects.filter(account=account_a, side="sell").exists()
+    routable.refresh_from_db()
+    assert routable.state == BasketState.PARTIALLY_FILLED  # the XYZ block was booked
+
+    with pytest.raises(PermissionDenied):
+        block_allocate_retry(actor=pm, block_id=block.pk)
+    with pytest.raises(ValidationFailed):  # still short: refused again, still recorded
+        block_allocate_retry(actor=ops, block_id=block.pk)
+    TaxLot.objects.filter(account=account_a, security=security).update(quantity=D(10))
+    block = block_allocate_retry(actor=ops, block_id=block.pk)
+    assert block.allocated_at is not None
+    assert block.allocation_error == ""
+    sell = Transaction.objects.get(account=account_a, security=security, side="sell")
+    assert sell.quantity == D(4)
+    routable.refresh_from_db()
+    assert routable.state == BasketState.FILLED
+    with pytest.raises(InvalidTransition, match="already allocated and booked"):
+        block_allocate_retry(actor=ops, block_id=block.pk)
