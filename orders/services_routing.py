@@ -50,6 +50,7 @@ from orders.models import (
     FixMessage,
     MessageDirection,
     Order,
+    OrderLot,
     OrderStatus,
     Route,
     RouteState,
@@ -1081,11 +1082,7 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
             return False
         if Route.objects.filter(block=block).exclude(state__in=ROUTE_DONE_STATES).exists():
             return False
-        allocations = list(
-            BlockAllocation.objects.filter(block=block)
-            .select_related("order", "order__account")
-            .order_by("order_id")
-        )
+        allocations = list(BlockAllocation.objects.filter(block=block).order_by("order_id"))
         shares = allocate_pro_rata(
             block.filled_quantity,
             [Request(order_id=a.order_id, quantity=a.quantity) for a in allocations],
@@ -1094,19 +1091,28 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
         day = trade_date or timezone.localdate()
         table = []
         touched: set[int] = set()
+        ids = [a.order_id for a in allocations]
+        # the orders locked and their lot instructions read once for the whole block
+        orders = {
+            o.pk: o for o in Order.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        }
+        instructions: dict[int, list[tuple[int, Decimal]]] = {}
+        for order_id, lot_id, quantity in (
+            OrderLot.objects.filter(order_id__in=ids)
+            .order_by("order_id", "pk")
+            .values_list("order_id", "lot_id", "quantity")
+        ):
+            instructions.setdefault(order_id, []).append((lot_id, quantity))
         for alloc in allocations:
             qty = shares[alloc.order_id]
-            order = Order.objects.select_for_update().get(pk=alloc.order_id)
+            order = orders[alloc.order_id]
             alloc.filled_quantity = qty
             alloc.price = price if qty > 0 else None
-            alloc.save(update_fields=["filled_quantity", "price"])
             order.filled_quantity = qty
             order.avg_price = price if qty > 0 else None
             order.status = _order_status(order=order, qty=qty, block=block)
-            order.save(update_fields=["filled_quantity", "avg_price", "status"])
             booking = None
             if qty > 0:
-                instructions = [(ol.lot_id, ol.quantity) for ol in order.lots.order_by("pk")]
                 booking = fill_book(
                     account_id=order.account_id,
                     security_id=block.security_id,
@@ -1114,7 +1120,7 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
                     quantity=qty,
                     price=price,
                     trade_date=day,
-                    lot_instructions=instructions,
+                    lot_instructions=instructions.get(order.pk, []),
                     reference=f"alloc:{alloc.pk}",
                     actor=ROUTING_ACTOR,
                     notify=False,
@@ -1131,6 +1137,8 @@ def block_allocate(*, block_id: int, trade_date: date | None = None) -> bool:
                     "transactions": list(booking.transaction_ids) if booking else [],
                 }
             )
+        BlockAllocation.objects.bulk_update(allocations, ["filled_quantity", "price"])
+        Order.objects.bulk_update(list(orders.values()), ["filled_quantity", "avg_price", "status"])
         block.allocated_at = timezone.now()
         block.allocation_error = ""
         block.save(update_fields=["allocated_at", "allocation_error"])
