@@ -25,11 +25,11 @@ install: $(VENV)/.runtime ## Create .venv/ and install the pinned runtime requir
 install-dev: $(VENV)/.dev ## Also install test, lint and bench requirements
 
 run: export DEBUG ?= 1
-run: install ## Set up (install, migrate, demo data) and serve web + worker + beat on 127.0.0.1:8000
+run: install ## Set up (install, migrate, demo data) and serve web + worker + beat + FIX broker on 127.0.0.1
 	@scripts/ensure-redis.sh
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo --if-empty
-	@echo "Serving on http://127.0.0.1:8000/ (Ctrl-C stops web, worker and beat)"
+	@echo "Serving on http://127.0.0.1:8000/ (Ctrl-C stops web, worker, beat and the simulated FIX broker)"
 	$(VENV)/bin/honcho start -f Procfile
 
 test: install-dev ## Set up and run the whole test suite (PostgreSQL-only tests need DATABASE_URL)
