@@ -243,6 +243,8 @@ ROUTE_OPEN_STATES = (
     RouteState.CANCEL_REQUESTED,
 )
 ROUTE_DONE_STATES = (RouteState.FILLED, RouteState.CANCELLED, RouteState.REJECTED)
+# Open at the broker and not already being cancelled: Ops may ask to cancel the rest.
+ROUTE_CANCELLABLE_STATES = (RouteState.SENT, RouteState.NEW, RouteState.PARTIALLY_FILLED)
 
 
 class Route(models.Model):

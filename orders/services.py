@@ -245,9 +245,10 @@ def _require_trader(*, actor: AbstractBaseUser, basket: TradeBasket) -> None:
         raise PermissionDenied(MSG_NOT_TRADER.format(basket=basket.pk))
 
 
-def _require_ops(actor: AbstractBaseUser) -> None:
+def _require_ops(actor: AbstractBaseUser, message: str = MSG_NOT_OPS) -> None:
+    """Operations (or Admin) only; ``message`` says what the refused action was."""
     if not (actor.is_superuser or user_has_role(actor, Role.OPS)):
-        raise PermissionDenied(MSG_NOT_OPS)
+        raise PermissionDenied(message)
 
 
 def basket_participant_ids(*, basket: TradeBasket) -> set[int]:

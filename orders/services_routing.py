@@ -40,6 +40,7 @@ from compliance.models import ComplianceResult, Severity
 from compliance.services.audit import audit_record
 from orders.allocation import ALLOCATION_RULE, Request, allocate_pro_rata, average_price
 from orders.models import (
+    ROUTE_CANCELLABLE_STATES,
     ROUTE_DONE_STATES,
     ROUTE_OPEN_STATES,
     BasketState,
@@ -58,6 +59,7 @@ from orders.models import (
     TradeBasket,
     TradeFile,
 )
+from orders.services import _require_ops as require_ops
 from orders.services import basket_orders_hash
 from orders.tradefile import trade_file_render
 from orders.workflow import transition_allowed
@@ -65,10 +67,8 @@ from rebalance_app.exceptions import (
     ApplicationError,
     InvalidTransition,
     NotFound,
-    PermissionDenied,
     ValidationFailed,
 )
-from rebalance_app.roles import Role, user_has_role
 from rebalance_app.work import (
     WorkStatus,
     work_claim,
@@ -189,8 +189,7 @@ LEASE_GRACE_SECONDS = 15.0
 
 
 def _require_ops(actor: AbstractBaseUser) -> None:
-    if not (actor.is_superuser or user_has_role(actor, Role.OPS)):
-        raise PermissionDenied(MSG_NOT_OPS)
+    require_ops(actor, MSG_NOT_OPS)
 
 
 def _basket_ids(basket_ids: Iterable[Any]) -> list[int]:
@@ -288,16 +287,11 @@ def routing_resume(*, actor: AbstractBaseUser, job_id: Any) -> RoutingJob:
 
 
 def _job_visible(*, actor: AbstractBaseUser, job_id: Any, lock: bool = False) -> RoutingJob:
-    from orders.selectors_routing import routing_jobs_visible_to
+    """The job, if ``actor`` may see it (``routing_job_get``), locked when asked."""
+    from orders.selectors_routing import routing_job_get
 
-    try:
-        pk = int(job_id)
-    except (TypeError, ValueError):
-        raise NotFound(MSG_JOB_NOT_FOUND.format(id=job_id)) from None
-    if not routing_jobs_visible_to(actor).filter(pk=pk).exists():
-        raise NotFound(MSG_JOB_NOT_FOUND.format(id=pk))
-    qs = RoutingJob.objects.select_for_update() if lock else RoutingJob.objects
-    return qs.get(pk=pk)
+    job = routing_job_get(user=actor, pk=job_id)
+    return RoutingJob.objects.select_for_update().get(pk=job.pk) if lock else job
 
 
 # ---------------------------------------------------------------------------
@@ -710,7 +704,7 @@ def route_cancel_request(*, actor: AbstractBaseUser, route_id: Any) -> Route:
                 ),
                 {"state": route.state},
             )
-        if route.state not in (RouteState.SENT, RouteState.NEW, RouteState.PARTIALLY_FILLED):
+        if route.state not in ROUTE_CANCELLABLE_STATES:
             raise InvalidTransition(
                 MSG_ROUTE_NOT_OPEN.format(
                     route=route.cl_ord_id, state=route.get_state_display().lower()

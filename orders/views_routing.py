@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from orders.models import BasketState, Destination, RouteState, TradeFile
+from orders.models import ROUTE_CANCELLABLE_STATES, BasketState, Destination, TradeFile
 from orders.selectors import basket_get
 from orders.selectors_routing import (
     basket_routing,
@@ -49,7 +49,6 @@ FILE_SENT = "Trade file {name} marked sent to the custodian."
 CANCEL_ASKED = "Cancel of {cl_ord_id} sent to the broker."
 CONFIRMED = "{rows} confirmation row(s) loaded: {applied} applied, {duplicates} already known."
 NO_FILE = "Choose the custodian's confirmation CSV to upload."
-CANCELLABLE_ROUTES = (RouteState.SENT, RouteState.NEW, RouteState.PARTIALLY_FILLED)
 
 
 def may_route(user: AbstractBaseUser) -> bool:
@@ -66,7 +65,7 @@ def routing_context(*, user: AbstractBaseUser, basket: TradeBasket) -> dict[str,
         "routing": view,
         "may_route": ops and basket.state == BasketState.APPROVED and not view.live,
         "may_work": ops,
-        "cancellable": CANCELLABLE_ROUTES,
+        "cancellable": ROUTE_CANCELLABLE_STATES,
         "destinations": Destination.choices,
         "poll_seconds": POLL_SECONDS if live else 0,
     }
@@ -175,6 +174,11 @@ def trade_file_download_view(request: HttpRequest, job_id: int) -> HttpResponse:
     tf = TradeFile.objects.filter(job=job).first()
     if tf is None:
         raise Http404(f"Routing job {job_id} has no trade file.")
+    return trade_file_response(tf)
+
+
+def trade_file_response(tf: TradeFile) -> HttpResponse:
+    """The trade file as a CSV download, its SHA-256 in ``X-Content-SHA256`` (page and API)."""
     response = HttpResponse(tf.content, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{tf.filename}"'
     response["X-Content-SHA256"] = tf.sha256

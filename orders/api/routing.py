@@ -45,6 +45,7 @@ from orders.services_routing import (
     trade_confirmations_import,
     trade_file_mark_sent,
 )
+from orders.views_routing import trade_file_response
 from rebalance_app.exceptions import NotFound, ValidationFailed
 from rebalance_app.idempotency import idempotent
 from rebalance_app.permissions import API_AUTHENTICATION_CLASSES
@@ -336,10 +337,7 @@ class RoutingJobViewSet(
         tf = TradeFile.objects.filter(job=job).first()
         if tf is None:
             raise NotFound(f"Routing job {job.pk} has no trade file.")
-        response = HttpResponse(tf.content, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{tf.filename}"'
-        response["X-Content-SHA256"] = tf.sha256
-        return response
+        return trade_file_response(tf)
 
     @extend_schema(
         summary="Mark the trade file as sent to the custodian (Ops)",
